@@ -1,0 +1,3 @@
+"""Numba descriptors (SOAP power spectrum, ACSF) with a torch autograd bridge."""
+
+from .base import Descriptor  # noqa: F401

@@ -1,0 +1,85 @@
+"""What every descriptor (SOAP, ACSF) provides, so that models and the torch bridge can use any of them.
+
+Edges are those of the full neighbor list within the descriptor's cutoff,
+sorted by center atom: ``centers[e]`` (i), ``neighbors[e]`` (j),
+``edge_vectors[e] = x_j - x_i + S @ cell`` (Å). The descriptor of atom i
+depends only on the edges centred on i (angular terms use
+``r_jk = r_ik - r_ij``), so its Jacobian has one (n_features, 3) block per
+edge: ``jacobian[e] = d q[centers[e]] / d edge_vectors[e]``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..graph import check_structure, species_index
+from ..models.base import as_atomic_numbers
+from ..neighbors import pair_list
+
+
+def edge_offsets(centers, n_atoms):
+    """(n_atoms + 1,) int64 offsets of each center's edges in a center-sorted edge list."""
+    return np.searchsorted(centers, np.arange(n_atoms + 1)).astype(np.int64)
+
+
+class Descriptor:
+    """Base class. Subclasses set ``species`` (tuple of Z), ``cutoff`` (Å),
+    ``n_features`` and implement the three kernels below (numba inside; plain
+    float64/int64 numpy arrays in and out).
+
+    Kernels (all arrays numpy, C-contiguous):
+
+    ``values(edge_vectors (E,3), centers (E,), neighbors (E,), species_index (N,), n_atoms) -> (N, F)``
+
+    ``values_and_jacobian(...) -> (q (N, F), jacobian (E, F, 3))``
+
+    ``vjp(edge_vectors, centers, neighbors, species_index, n_atoms, grad_q (N, F)) -> (E, 3)``:
+    ``out[e] = sum_f grad_q[centers[e], f] * jacobian[e, f, :]`` without
+    materialising the Jacobian.
+    """
+
+    species: tuple = ()
+    cutoff: float = 0.0
+    n_features: int = 0
+
+    def _set_species(self, species):
+        if species is None or len(species) == 0:
+            raise ValueError("species must list the elements the descriptor will see, e.g. ['Mo']")
+        self.species = as_atomic_numbers(species)
+
+    def edges(self, atoms):
+        """(edge_vectors, centers, neighbors, species_index) of ``atoms`` within the cutoff."""
+        check_structure(atoms)
+        sidx = species_index(atoms.numbers, self.species)
+        i, j, S = pair_list(atoms.positions, atoms.cell.array, atoms.pbc, self.cutoff)
+        D = atoms.positions[j] - atoms.positions[i] + S @ atoms.cell.array
+        return np.ascontiguousarray(D), i, j, sidx
+
+    def compute(self, atoms):
+        """Descriptor of every atom: (n_atoms, n_features) float64.
+
+        Raises UnknownElementError for an element not in ``species``.
+        """
+        D, i, j, sidx = self.edges(atoms)
+        return self.values(D, i, j, sidx, len(atoms))
+
+    def values(self, edge_vectors, centers, neighbors, species_index, n_atoms):  # pragma: no cover
+        raise NotImplementedError
+
+    def values_and_jacobian(self, edge_vectors, centers, neighbors, species_index, n_atoms):  # pragma: no cover
+        raise NotImplementedError
+
+    def vjp(self, edge_vectors, centers, neighbors, species_index, n_atoms, grad_q):  # pragma: no cover
+        raise NotImplementedError
+
+    def torch(self, graph, jacobian=False):
+        """Descriptors of a graph's atoms as a differentiable torch tensor (N, F).
+
+        Edges of the graph beyond this descriptor's cutoff are dropped.
+        ``jacobian=True`` materialises dq/dr so that the result can be
+        differentiated twice (force training); otherwise backward is a numba
+        vector-Jacobian product (prediction).
+        """
+        from .autograd import descriptor_tensor
+
+        return descriptor_tensor(self, graph, jacobian=jacobian)
