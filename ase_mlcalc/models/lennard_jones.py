@@ -193,3 +193,114 @@ class LennardJones(MLCalculator):
 
 
 register_family("lennard_jones", LennardJonesModel, LennardJones)
+
+
+def fit_lennard_jones(frames, species=None, cutoff=5.0, energy_sigma=0.01, force_sigma=0.1, shift=True,
+                      smooth=False, ro=None, max_iter=300, verbose=False):
+    """Fit epsilon, sigma (per species pair) and per-species e0 to DFT energies and forces.
+
+    Minimises ``mean_frames((dE/N)/energy_sigma)^2 + mean_components((dF)/force_sigma)^2``
+    with L-BFGS (:func:`scipy.optimize.minimize`), gradients by torch autograd
+    (forces differentiated once more with respect to the parameters).
+
+    Parameters
+    ----------
+    frames : list of ase.Atoms with reference energy (eV) and forces (eV/Å)
+    species : elements to fit (default: those in ``frames``)
+    cutoff : float, Å
+    energy_sigma : float, eV/atom; force_sigma : float, eV/Å -- expected errors
+        that weight the two terms (as GAP's default_sigma)
+    shift, smooth, ro : as :class:`LennardJones`
+    max_iter : L-BFGS iterations
+
+    Returns
+    -------
+    LennardJones calculator holding the fitted model (``calc.epsilon``,
+    ``calc.sigma``: (n_species, n_species) arrays; ``calc.model.e0``).
+
+    Raises
+    ------
+    TrainingDataError
+        Frames without energies or forces, or with unlisted elements.
+    """
+    from scipy.optimize import minimize
+
+    from ..graph import batch_graphs, forces_and_virial
+    from ..training import composition_matrix, frame_graphs, reference_values, species_of
+
+    frames = list(frames)
+    ref = reference_values(frames, require_forces=True)
+    species = species_of(frames) if species is None else as_atomic_numbers(species)
+    n = len(species)
+    graphs = frame_graphs(frames, cutoff, species)
+    g = batch_graphs(graphs)
+    d = torch.sqrt((g.edge_vectors.detach() ** 2).sum(1))
+    # Start from the nearest-neighbour distance: r_min = 2^(1/6) sigma.
+    r_nn = float(np.median([d[torch.as_tensor(g.centers == k)].min() for k in range(g.n_atoms)
+                            if (g.centers == k).any()])) if len(d) else 2.5
+    e_ref = torch.as_tensor(ref["energy"])
+    n_at = torch.as_tensor(ref["n_atoms"], dtype=torch.float64)
+    f_ref = torch.as_tensor(ref["forces"])
+    batch = g.tensor("batch")
+    C = torch.as_tensor(composition_matrix(frames, species))
+
+    def energies_forces(model, create_graph=False):
+        atom_e = model.atomic_energies(g)
+        e = torch.zeros(len(frames), dtype=torch.float64).index_add(0, batch, atom_e)
+        f, _, _ = forces_and_virial(g, e.sum(), create_graph=create_graph)
+        return e, f
+
+    # Start: scan a common sigma (r_min = 2^(1/6) sigma near the nearest-neighbour
+    # distance); for each, the energy scale c (epsilon = c everywhere) and e0 enter
+    # linearly, so they come from one weighted least-squares solve.
+    best = None
+    for scale in np.linspace(0.75, 1.15, 9):
+        sig = np.full((n, n), scale * r_nn / 2 ** (1 / 6))
+        trial = LennardJonesModel(species, np.ones((n, n)), sig, cutoff, shift=shift, smooth=smooth, ro=ro)
+        e1, f1 = energies_forces(trial)
+        e1, f1 = e1.detach(), f1.detach()
+        # rows: energies per atom / energy_sigma, then force components / force_sigma
+        w_e = 1 / (n_at * energy_sigma * len(frames) ** 0.5)
+        w_f = 1 / (force_sigma * f1.numel() ** 0.5)
+        A = torch.cat([torch.cat([(e1 * w_e)[:, None], C * w_e[:, None]], 1),
+                       torch.cat([(f1.reshape(-1) * w_f)[:, None], torch.zeros(f1.numel(), n, dtype=torch.float64)], 1)])
+        b = torch.cat([e_ref * w_e, f_ref.reshape(-1) * w_f])
+        x = torch.linalg.lstsq(A, b).solution
+        if x[0] <= 0:
+            continue
+        cost = float(((A @ x - b) ** 2).sum())
+        if best is None or cost < best[0]:
+            best = (cost, sig, float(x[0]), x[1:].clone())
+    if best is None:
+        raise RuntimeError("no repulsive-attractive Lennard-Jones start found for these data")
+    _, sig0, c0, e00 = best
+    model = LennardJonesModel(species, np.full((n, n), c0), sig0, cutoff, shift=shift, smooth=smooth, ro=ro)
+    with torch.no_grad():
+        model.e0.copy_(e00)
+    model.e0.requires_grad_(True)
+    params = [model.log_epsilon, model.log_sigma, model.e0]
+    sizes = [p.numel() for p in params]
+
+    def objective(x):
+        with torch.no_grad():
+            for p, chunk in zip(params, np.split(x, np.cumsum(sizes)[:-1])):
+                p.copy_(torch.as_tensor(chunk).view_as(p))
+        for p in params:
+            p.grad = None
+        e, f = energies_forces(model, create_graph=True)
+        e = e + C @ model.e0
+        loss = (((e - e_ref) / n_at / energy_sigma) ** 2).mean() + (((f - f_ref) / force_sigma) ** 2).mean()
+        loss.backward()
+        grad = np.concatenate([p.grad.detach().numpy().ravel() for p in params])
+        if verbose:
+            print(f"loss {loss.item():.6g}")
+        return loss.item(), grad
+
+    x0 = np.concatenate([p.detach().numpy().ravel() for p in params])
+    res = minimize(objective, x0, jac=True, method="L-BFGS-B", options={"maxiter": max_iter})
+    objective(res.x)
+    model.e0.requires_grad_(False)
+    for p in params:
+        p.grad = None
+    model.fit_info = {"loss": float(res.fun), "iterations": int(res.nit), "message": str(res.message)}
+    return LennardJones(model=model)
