@@ -103,14 +103,21 @@ def _bin_atoms(frac, pbc, nbins):
     return bins, wrap
 
 
-@numba.njit(cache=True, parallel=True)
-def _pair_search(positions, cell, W, pbc, bins, wrap, nbins, reach, cutoff,
-                 self_interaction, bothways, count_only, offsets,
-                 out_i, out_j, out_S):
-    """Two-pass kernel: count pairs per atom, or fill them at ``offsets``.
+@numba.njit(cache=True)
+def _grow(a, size):
+    b = np.empty((size,) + a.shape[1:], dtype=a.dtype)
+    b[: a.shape[0]] = a
+    return b
 
-    Works on wrapped positions for binning, but distances and shifts refer
-    to the original positions: S = image - wrap_j + wrap_i.
+
+@numba.njit(cache=True)
+def _pair_search(positions, cell, pbc, bins, wrap, nbins, reach, cutoff,
+                 self_interaction, bothways, capacity):
+    """Single pass over atoms in index order (so the output is sorted by i).
+
+    Works on wrapped positions for binning; distances and shifts refer to the
+    original positions: S = image - wrap_j + wrap_i. Output buffers start at
+    ``capacity`` pairs and double when full.
     """
     n = positions.shape[0]
     nb0, nb1, nb2 = nbins[0], nbins[1], nbins[2]
@@ -129,21 +136,20 @@ def _pair_search(positions, cell, W, pbc, bins, wrap, nbins, reach, cutoff,
         fill[lin[a]] += 1
     # Wrapped positions, in bin order, for cache-friendly inner loops.
     wpos = np.empty((n, 3))
-    for k in range(n):
-        a = order[k]
+    xw = np.empty((n, 3))
+    for a in range(n):
         for c in range(3):
-            wpos[k, c] = (positions[a, c] - wrap[a, 0] * cell[0, c]
-                          - wrap[a, 1] * cell[1, c] - wrap[a, 2] * cell[2, c])
+            xw[a, c] = (positions[a, c] - wrap[a, 0] * cell[0, c]
+                        - wrap[a, 1] * cell[1, c] - wrap[a, 2] * cell[2, c])
+    for k in range(n):
+        wpos[k] = xw[order[k]]
     cut2 = cutoff * cutoff
-    counts = np.zeros(n, dtype=np.int64)
-    for i in numba.prange(n):
-        xi0 = positions[i, 0] - wrap[i, 0] * cell[0, 0] - wrap[i, 1] * cell[1, 0] - wrap[i, 2] * cell[2, 0]
-        xi1 = positions[i, 1] - wrap[i, 0] * cell[0, 1] - wrap[i, 1] * cell[1, 1] - wrap[i, 2] * cell[2, 1]
-        xi2 = positions[i, 2] - wrap[i, 0] * cell[0, 2] - wrap[i, 1] * cell[1, 2] - wrap[i, 2] * cell[2, 2]
-        cnt = 0
-        pos_out = 0
-        if not count_only:
-            pos_out = offsets[i]
+    out_i = np.empty(capacity, dtype=np.int64)
+    out_j = np.empty(capacity, dtype=np.int64)
+    out_S = np.empty((capacity, 3), dtype=np.int64)
+    m = 0
+    for i in range(n):
+        xi0, xi1, xi2 = xw[i, 0], xw[i, 1], xw[i, 2]
         for d0 in range(-reach[0], reach[0] + 1):
             b0 = bins[i, 0] + d0
             s0 = 0
@@ -168,16 +174,15 @@ def _pair_search(positions, cell, W, pbc, bins, wrap, nbins, reach, cutoff,
                         b2 = b2 - s2 * nb2
                     elif b2 < 0 or b2 >= nb2:
                         continue
-                    sh0 = s0 * cell[0, 0] + s1 * cell[1, 0] + s2 * cell[2, 0]
-                    sh1 = s0 * cell[0, 1] + s1 * cell[1, 1] + s2 * cell[2, 1]
-                    sh2 = s0 * cell[0, 2] + s1 * cell[1, 2] + s2 * cell[2, 2]
+                    sh0 = s0 * cell[0, 0] + s1 * cell[1, 0] + s2 * cell[2, 0] - xi0
+                    sh1 = s0 * cell[0, 1] + s1 * cell[1, 1] + s2 * cell[2, 1] - xi1
+                    sh2 = s0 * cell[0, 2] + s1 * cell[1, 2] + s2 * cell[2, 2] - xi2
                     b = (b0 * nb1 + b1) * nb2 + b2
                     for k in range(bin_start[b], bin_start[b + 1]):
-                        dx = wpos[k, 0] + sh0 - xi0
-                        dy = wpos[k, 1] + sh1 - xi1
-                        dz = wpos[k, 2] + sh2 - xi2
-                        r2 = dx * dx + dy * dy + dz * dz
-                        if r2 >= cut2:
+                        dx = wpos[k, 0] + sh0
+                        dy = wpos[k, 1] + sh1
+                        dz = wpos[k, 2] + sh2
+                        if dx * dx + dy * dy + dz * dz >= cut2:
                             continue
                         j = order[k]
                         S0 = s0 - wrap[j, 0] + wrap[i, 0]
@@ -193,17 +198,17 @@ def _pair_search(positions, cell, W, pbc, bins, wrap, nbins, reach, cutoff,
                             if j == i:
                                 if S0 < 0 or (S0 == 0 and (S1 < 0 or (S1 == 0 and S2 < 0))):
                                     continue
-                        if count_only:
-                            cnt += 1
-                        else:
-                            out_i[pos_out] = i
-                            out_j[pos_out] = j
-                            out_S[pos_out, 0] = S0
-                            out_S[pos_out, 1] = S1
-                            out_S[pos_out, 2] = S2
-                            pos_out += 1
-        counts[i] = cnt
-    return counts
+                        if m == out_i.shape[0]:
+                            out_i = _grow(out_i, 2 * m + 16)
+                            out_j = _grow(out_j, 2 * m + 16)
+                            out_S = _grow(out_S, 2 * m + 16)
+                        out_i[m] = i
+                        out_j[m] = j
+                        out_S[m, 0] = S0
+                        out_S[m, 1] = S1
+                        out_S[m, 2] = S2
+                        m += 1
+    return out_i[:m], out_j[:m], out_S[:m]
 
 
 def _check_inputs(pbc, cell, positions, cutoff):
@@ -277,19 +282,12 @@ def pair_list(positions, cell, pbc, cutoff, self_interaction=False, bothways=Tru
     # The periodic image search may use the user's cell rows; zero out the
     # non-periodic ones so they never contribute.
     pcell = np.where(pbc[:, None], cell, 0.0)
-    search = _pair_search
-    empty_i = np.zeros(0, np.int64)
-    empty_S = np.zeros((0, 3), np.int64)
-    counts = search(positions, pcell, W, pbc, bins, wrap, nbins, reach, cutoff,
-                    self_interaction, bothways, True, empty_i, empty_i, empty_i, empty_S)
-    offsets = _cumsum_offsets(counts)
-    total = offsets[-1]
-    out_i = np.empty(total, np.int64)
-    out_j = np.empty(total, np.int64)
-    out_S = np.empty((total, 3), np.int64)
-    search(positions, pcell, W, pbc, bins, wrap, nbins, reach, cutoff,
-           self_interaction, bothways, False, offsets, out_i, out_j, out_S)
-    return out_i, out_j, out_S
+    # Expected pair count from the density, with margin; buffers grow if needed.
+    volume = abs(np.linalg.det(W))
+    expected = n * (n / volume) * 4.19 * cutoff ** 3 * (1.0 if bothways else 0.5)
+    capacity = int(min(1.3 * expected, 5e8)) + 64
+    return _pair_search(positions, pcell, pbc, bins, wrap, nbins, reach, cutoff,
+                        self_interaction, bothways, capacity)
 
 
 def _max_cutoff(cutoff):
@@ -350,11 +348,16 @@ def primitive_neighbor_list(quantities, pbc, cell, positions, cutoff, numbers=No
         if q not in "ijDdS":
             raise ValueError(f"unsupported quantity {q!r}; use letters of 'ijDdS'")
     rc = _max_cutoff(cutoff)
-    pbc, cell, positions = _check_inputs(pbc, cell, positions, rc)
     i, j, S = pair_list(positions, cell, pbc, rc, self_interaction, bothways)
+    scalar = np.isscalar(cutoff)
+    if scalar and not set(quantities) & set("Dd"):
+        res = tuple({"i": i, "j": j, "S": S}[q] for q in quantities)
+        return res[0] if len(res) == 1 else res
+    positions = np.asarray(positions, dtype=np.float64)
+    cell = np.asarray(cell, dtype=np.float64).reshape(3, 3)
     D = positions[j] - positions[i] + S @ cell
     d = np.sqrt(np.einsum("ij,ij->i", D, D))
-    if not (isinstance(cutoff, (int, float, np.floating, np.integer)) or np.isscalar(cutoff)):
+    if not scalar:
         if isinstance(cutoff, dict) and numbers is None:
             raise ValueError("a per element-pair cutoff needs atomic numbers")
         m = _filter_cutoff(cutoff, np.asarray(numbers) if numbers is not None else None, i, j, d)

@@ -184,3 +184,16 @@ def parity_plot(predictions, path, title=None):
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def report(model, train_frames, test_frames=None, plot=None):
+    """Print the train/test error table of ``model`` and write a parity plot; returns the metrics dict."""
+    rows, preds = {}, {}
+    rows["train"], preds["train"] = evaluate(model, train_frames)
+    if test_frames:
+        rows["test"], preds["test"] = evaluate(model, test_frames)
+    print(format_error_table(rows))
+    if plot:
+        parity_plot(preds, plot, title=f"{model.family} model")
+        print(f"parity plot written to {plot}")
+    return rows

@@ -1,4 +1,4 @@
-"""Lennard-Jones pair potential as a torch module, its ASE calculator and its fit to data.
+"""Lennard-Jones pair potential (fitted baseline) as a torch module, its ASE calculator and its fit to data.
 
 phi(r) = 4 epsilon [(sigma/r)^12 - (sigma/r)^6] for r < cutoff, either shifted
 by phi(cutoff) (continuous energy; ASE's default) or multiplied by ASE's smooth
@@ -297,10 +297,36 @@ def fit_lennard_jones(frames, species=None, cutoff=5.0, energy_sigma=0.01, force
         return loss.item(), grad
 
     x0 = np.concatenate([p.detach().numpy().ravel() for p in params])
-    res = minimize(objective, x0, jac=True, method="L-BFGS-B", options={"maxiter": max_iter})
+    res = minimize(objective, x0, jac=True, method="L-BFGS-B",
+                   options={"maxiter": max_iter, "ftol": 1e-15, "gtol": 1e-12})
     objective(res.x)
     model.e0.requires_grad_(False)
     for p in params:
         p.grad = None
     model.fit_info = {"loss": float(res.fun), "iterations": int(res.nit), "message": str(res.message)}
     return LennardJones(model=model)
+
+
+def add_train_arguments(parser):
+    """Options of ``ase-mlcalc train lj``."""
+    parser.add_argument("--cutoff", type=float, default=5.0, help="cutoff in Å (default 5.0)")
+    parser.add_argument("--energy-sigma", type=float, default=0.01, help="expected energy error, eV/atom (default 0.01)")
+    parser.add_argument("--force-sigma", type=float, default=0.1, help="expected force error, eV/Å (default 0.1)")
+    parser.add_argument("--smooth", action="store_true", help="ASE's smooth cutoff instead of the energy shift")
+    parser.add_argument("--max-iter", type=int, default=300, help="L-BFGS iterations (default 300)")
+
+
+def train_from_args(args):
+    """Run ``ase-mlcalc train lj``: fit, save, print the error table and write the parity plot."""
+    import os
+
+    from ..training import read_frames, report
+
+    train = read_frames(args.train)
+    test = read_frames(args.test) if args.test else None
+    calc = fit_lennard_jones(train, cutoff=args.cutoff, energy_sigma=args.energy_sigma,
+                             force_sigma=args.force_sigma, smooth=args.smooth, max_iter=args.max_iter)
+    calc.save(args.output, metadata={"trained_on": os.path.basename(args.train), **calc.model.fit_info})
+    print(f"epsilon (eV):\n{calc.epsilon}\nsigma (Å):\n{calc.sigma}\ne0 (eV): {calc.model.e0.numpy()}")
+    report(calc.model, train, test, plot=args.plot or os.path.splitext(args.output)[0] + ".png")
+    print(f"model written to {args.output}")
