@@ -60,14 +60,20 @@ class MLCalculator(Calculator):
         self.dtype = dtype
         self.model = model.to(device=self.device)
         self.model.eval()
+        # A calculator predicts; gradients flow to positions only. (Models
+        # may use faster inference kernels when parameters need no grad.)
+        self.model.requires_grad_(False)
         self.skin = float(skin)
         self.min_distance = min_distance
-        self._nl = NeighborListCache(self.model.cutoff, self.skin)
+        self._nl = self._new_cache()
+
+    def _new_cache(self):
+        return NeighborListCache(self.model.cutoff, self.skin, bothways=self.model.full_list)
 
     def reset(self):
         super().reset()
         if hasattr(self, "_nl"):
-            self._nl = NeighborListCache(self.model.cutoff, self.skin)
+            self._nl = self._new_cache()
 
     def save(self, path, metadata=None):
         """Write the model to one versioned file; :func:`ase_mlcalc.load` reads it back."""
@@ -82,7 +88,8 @@ class MLCalculator(Calculator):
                             cache=self._nl, min_distance=self.min_distance)
         energies = self.model(graph)
         energy = energies.sum()
-        forces, virial, atom_virial = forces_and_virial(graph, energy)
+        want_stresses = "stresses" in properties and atoms.pbc.all()
+        forces, virial, atom_virial = forces_and_virial(graph, energy, per_atom_virial=want_stresses)
         if not torch.isfinite(energy) or not torch.isfinite(forces).all():
             raise FloatingPointError("the model returned a non-finite energy or forces for this structure")
         to_np = lambda t: t.detach().to("cpu", torch.float64).numpy()  # noqa: E731
@@ -94,5 +101,6 @@ class MLCalculator(Calculator):
         if atoms.pbc.all():
             volume = atoms.get_volume()
             self.results["stress"] = full_3x3_to_voigt_6_stress(-to_np(virial[0]) / volume)
-            self.results["stresses"] = full_3x3_to_voigt_6_stress(-to_np(atom_virial) / volume)
+            if want_stresses:
+                self.results["stresses"] = full_3x3_to_voigt_6_stress(-to_np(atom_virial) / volume)
         self.results.update(self.model.extra_results(graph, energies))

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import torch
 from ase.data import chemical_symbols
 
 from .errors import InvalidStructureError, UnknownElementError
-from .neighbors import NeighborListCache, pair_list
+from .neighbors import NeighborListCache
 
 
 @dataclass
@@ -37,6 +38,8 @@ class AtomicGraph:
     edge_vectors : (n_edges, 3) torch tensor, Å, ``x_j - x_i + S @ cell``
     batch : (n_atoms,) int64 numpy array, structure of each atom
     n_structures : int
+    full_list : bool, True if both (i, j) and (j, i) are present (descriptors
+        need this); False for a half list (each pair once; pair potentials)
     device : torch.device of the tensors
     """
 
@@ -47,6 +50,7 @@ class AtomicGraph:
     edge_vectors: torch.Tensor
     batch: np.ndarray
     n_structures: int = 1
+    full_list: bool = True
 
     @property
     def n_atoms(self) -> int:
@@ -89,14 +93,13 @@ def species_index(numbers, species):
     return idx
 
 
-def check_structure(atoms, min_distance=None, d=None):
+def check_structure(atoms):
     """Validate positions and cell of an :class:`ase.Atoms`.
 
     Raises
     ------
     InvalidStructureError
-        NaN/infinite positions, zero-volume (or degenerate) periodic cell,
-        or (when ``d`` is given) two atoms closer than ``min_distance`` Å.
+        NaN/infinite positions, zero-volume (or degenerate) periodic cell.
     """
     pos = atoms.positions
     if not np.all(np.isfinite(pos)):
@@ -113,13 +116,10 @@ def check_structure(atoms, min_distance=None, d=None):
             raise InvalidStructureError(
                 f"periodic cell has zero volume (periodic vectors zero or linearly dependent): "
                 f"cell = {np.round(cell, 6).tolist()}, pbc = {pbc.tolist()}")
-    if d is not None and min_distance is not None and len(d) and d.min() < min_distance:
-        raise InvalidStructureError(
-            f"two atoms are {d.min():.3g} Å apart (< {min_distance} Å): overlapping positions")
 
 
 def build_graph(atoms, cutoff, species, device="cpu", dtype=torch.float64,
-                cache: NeighborListCache | None = None, min_distance=1e-2):
+                cache: NeighborListCache | None = None, min_distance=1e-2, full_list=True):
     """Graph of one :class:`ase.Atoms` for a model of given cutoff and species.
 
     Parameters
@@ -128,8 +128,10 @@ def build_graph(atoms, cutoff, species, device="cpu", dtype=torch.float64,
     cutoff : float, Å
     species : sequence of atomic numbers known to the model
     device, dtype : where and in which precision the edge vectors live
-    cache : optional NeighborListCache (Verlet skin) reused across calls
+    cache : optional NeighborListCache (Verlet skin) reused across calls; its
+        cutoff and ``bothways`` are used instead of ``cutoff``/``full_list``
     min_distance : float, Å; closer atoms raise InvalidStructureError
+    full_list : bool, both directions of every pair (default) or a half list
 
     Returns
     -------
@@ -142,16 +144,16 @@ def build_graph(atoms, cutoff, species, device="cpu", dtype=torch.float64,
     check_structure(atoms)
     numbers = atoms.numbers.astype(np.int64)
     sidx = species_index(numbers, species)
-    if cache is not None:
-        i, j, S, D = cache.get(atoms.positions, atoms.cell.array, atoms.pbc, numbers)
-    else:
-        i, j, S = pair_list(atoms.positions, atoms.cell.array, atoms.pbc, cutoff)
-        D = atoms.positions[j] - atoms.positions[i] + S @ atoms.cell.array
-    d = np.sqrt(np.einsum("ij,ij->i", D, D))
-    check_structure(atoms, min_distance, d)
+    if cache is None:
+        cache = NeighborListCache(cutoff, skin=0.0, bothways=full_list)
+    i, j, D, _, d_min = cache.get(atoms.positions, atoms.cell.array, atoms.pbc, numbers)
+    if d_min < min_distance:
+        raise InvalidStructureError(
+            f"two atoms are {d_min:.3g} Å apart (< {min_distance} Å): overlapping positions")
     edge_vectors = torch.as_tensor(D, dtype=dtype, device=device).requires_grad_(True)
     return AtomicGraph(numbers=numbers, species_index=sidx, centers=i, neighbors=j,
-                       edge_vectors=edge_vectors, batch=np.zeros(len(numbers), np.int64))
+                       edge_vectors=edge_vectors, batch=np.zeros(len(numbers), np.int64),
+                       full_list=cache.bothways)
 
 
 def batch_graphs(graphs):
@@ -169,30 +171,85 @@ def batch_graphs(graphs):
         edge_vectors=ev,
         batch=np.concatenate([np.full(g.n_atoms, k, np.int64) for k, g in enumerate(graphs)]),
         n_structures=len(graphs),
+        full_list=all(g.full_list for g in graphs),
     )
 
 
-def forces_and_virial(graph, energy, create_graph=False):
-    """Forces (n_atoms, 3) and per-structure virial (n_structures, 3, 3) from one autograd pass.
+def forces_and_virial(graph, energy, create_graph=False, per_atom_virial=False):
+    """Forces, virial and optionally per-atom virials from one autograd pass.
 
-    ``energy`` is a scalar (or any tensor whose sum is the total energy) that
-    depends on ``graph.edge_vectors``. The virial is ``W = -sum r_ij (x) g_ij``
-    with ``g_ij = dE/dr_ij``; the stress is ``-W / V``. Also returns the
-    per-atom virials (n_atoms, 3, 3): each edge's term split half to ``i``,
-    half to ``j`` (the convention of ASE's LennardJones and LAMMPS).
+    ``energy`` is a tensor whose sum is the total energy (eV) and which
+    depends on ``graph.edge_vectors``. With ``g_ij = dE/dr_ij``:
+    ``F_k = sum_{i=k} g_ij - sum_{j=k} g_ij`` (eV/Å) and the virial
+    ``W = -sum_ij r_ij (x) g_ij`` (eV) per structure; the stress is ``-W / V``.
+
+    Returns
+    -------
+    forces : (n_atoms, 3) tensor
+    virial : (n_structures, 3, 3) tensor
+    atom_virial : (n_atoms, 3, 3) tensor or None (``per_atom_virial``): each
+        edge's term split half to ``i``, half to ``j`` (the convention of ASE's
+        LennardJones and of LAMMPS); they sum to ``virial``.
     """
     r = graph.edge_vectors
     (g,) = torch.autograd.grad(energy.sum(), r, create_graph=create_graph, allow_unused=True)
     if g is None:
         g = torch.zeros_like(r)
+    if r.device.type == "cpu" and not create_graph and graph.n_structures == 1:
+        # Same sums as below, in one numba pass (prediction on the CPU).
+        forces, virial, atom_virial = _scatter_edges(
+            g.detach().numpy(), r.detach().numpy(), graph.centers, graph.neighbors, graph.n_atoms,
+            per_atom_virial)
+        return (torch.from_numpy(forces), torch.from_numpy(virial)[None],
+                torch.from_numpy(atom_virial) if per_atom_virial else None)
     i = graph.tensor("centers")
     j = graph.tensor("neighbors")
     forces = torch.zeros((graph.n_atoms, 3), dtype=r.dtype, device=r.device)
     forces = forces.index_add(0, i, g).index_add(0, j, -g)
-    edge_w = -r.unsqueeze(2) * g.unsqueeze(1)  # (E, 3, 3): -r_a g_b
-    atom_w = torch.zeros((graph.n_atoms, 3, 3), dtype=r.dtype, device=r.device)
-    atom_w = atom_w.index_add(0, i, 0.5 * edge_w).index_add(0, j, 0.5 * edge_w)
-    batch = graph.tensor("batch")
-    virial = torch.zeros((graph.n_structures, 3, 3), dtype=r.dtype, device=r.device)
-    virial = virial.index_add(0, batch, atom_w)
-    return forces, virial, atom_w
+    if graph.n_structures == 1:
+        virial = -(r.T @ g).unsqueeze(0)
+    else:
+        edge_batch = graph.tensor("batch")[i]
+        virial = torch.zeros((graph.n_structures, 3, 3), dtype=r.dtype, device=r.device)
+        virial = virial.index_add(0, edge_batch, -r.unsqueeze(2) * g.unsqueeze(1))
+    atom_virial = None
+    if per_atom_virial:
+        half = -0.5 * r.unsqueeze(2) * g.unsqueeze(1)
+        atom_virial = torch.zeros((graph.n_atoms, 3, 3), dtype=r.dtype, device=r.device)
+        atom_virial = atom_virial.index_add(0, i, half).index_add(0, j, half)
+    return forces, virial, atom_virial
+
+
+@numba.njit(cache=True)
+def _scatter_edges(g, r, i, j, n_atoms, per_atom_virial):
+    """Forces, virial and (optionally) per-atom virials from edge gradients g = dE/dr (see forces_and_virial)."""
+    forces = np.zeros((n_atoms, 3))
+    v = np.zeros(9)
+    for e in range(g.shape[0]):
+        a, b = i[e], j[e]
+        g0, g1, g2 = g[e, 0], g[e, 1], g[e, 2]
+        forces[a, 0] += g0
+        forces[a, 1] += g1
+        forces[a, 2] += g2
+        forces[b, 0] -= g0
+        forces[b, 1] -= g1
+        forces[b, 2] -= g2
+        r0, r1, r2 = r[e, 0], r[e, 1], r[e, 2]
+        v[0] -= r0 * g0
+        v[1] -= r0 * g1
+        v[2] -= r0 * g2
+        v[3] -= r1 * g0
+        v[4] -= r1 * g1
+        v[5] -= r1 * g2
+        v[6] -= r2 * g0
+        v[7] -= r2 * g1
+        v[8] -= r2 * g2
+    atom_virial = np.zeros((n_atoms if per_atom_virial else 0, 3, 3))
+    if per_atom_virial:
+        for e in range(g.shape[0]):
+            for c in range(3):
+                for k in range(3):
+                    w = -0.5 * r[e, c] * g[e, k]
+                    atom_virial[i[e], c, k] += w
+                    atom_virial[j[e], c, k] += w
+    return forces, v.reshape(3, 3), atom_virial

@@ -394,6 +394,36 @@ def neighbor_list(quantities, atoms, cutoff, self_interaction=False):
                                    self_interaction=self_interaction)
 
 
+@numba.njit(cache=True)
+def _edges_within(positions, i, j, shift_cart, cutoff, oi, oj, D, keep):
+    """Candidate pairs whose edge vector x_j - x_i + shift is shorter than ``cutoff``.
+
+    Writes the first M rows of ``oi``, ``oj`` (pair indices), ``D`` (edge
+    vectors) and ``keep`` (indices into the candidates); returns
+    (M, smallest distance found or inf).
+    """
+    cut2 = cutoff * cutoff
+    dmin2 = np.inf
+    m = 0
+    for e in range(i.shape[0]):
+        a, b = i[e], j[e]
+        dx = positions[b, 0] - positions[a, 0] + shift_cart[e, 0]
+        dy = positions[b, 1] - positions[a, 1] + shift_cart[e, 1]
+        dz = positions[b, 2] - positions[a, 2] + shift_cart[e, 2]
+        r2 = dx * dx + dy * dy + dz * dz
+        if r2 < cut2:
+            D[m, 0] = dx
+            D[m, 1] = dy
+            D[m, 2] = dz
+            keep[m] = e
+            oi[m] = a
+            oj[m] = b
+            if r2 < dmin2:
+                dmin2 = r2
+            m += 1
+    return m, np.sqrt(dmin2)
+
+
 class NeighborListCache:
     """Verlet-skin neighbor list reused across MD or relaxation steps.
 
@@ -407,6 +437,11 @@ class NeighborListCache:
     ----------
     cutoff : float, Å
     skin : float, Å (default 0.5; 0 rebuilds every call)
+    bothways : bool, full list (default) or half list (see :func:`pair_list`)
+
+    The arrays returned by :meth:`get` are views of buffers owned by the
+    cache (reused, so MD steps allocate nothing edge-sized): they stay valid
+    until the next call of :meth:`get`.
 
     Attributes
     ----------
@@ -414,13 +449,14 @@ class NeighborListCache:
         How many times the list was built (for diagnostics and tests).
     """
 
-    def __init__(self, cutoff, skin=0.5):
+    def __init__(self, cutoff, skin=0.5, bothways=True):
         if not (np.isfinite(cutoff) and cutoff > 0):
             raise ValueError(f"cutoff must be a positive number of Å, got {cutoff}")
         if skin < 0:
             raise ValueError(f"skin must be >= 0 Å, got {skin}")
         self.cutoff = float(cutoff)
         self.skin = float(skin)
+        self.bothways = bool(bothways)
         self.n_builds = 0
         self._key = None
 
@@ -433,27 +469,32 @@ class NeighborListCache:
             return True
         if len(positions) == 0:
             return False
-        disp2 = np.einsum("ij,ij->i", positions - ref_pos, positions - ref_pos)
-        return bool(disp2.max() > (0.5 * self.skin) ** 2)
+        disp = positions - ref_pos
+        return bool(np.einsum("ij,ij->i", disp, disp).max() > (0.5 * self.skin) ** 2)
 
     def get(self, positions, cell, pbc, numbers):
         """Pairs within the cutoff for the current configuration.
 
         Returns
         -------
-        i, j : (n_pairs,) int64; S : (n_pairs, 3) int64;
-        D : (n_pairs, 3) float64 edge vectors x_j - x_i + S @ cell (Å).
+        i, j : (n_pairs,) int64, sorted by i
+        D : (n_pairs, 3) float64 edge vectors x_j - x_i + S @ cell (Å)
+        keep : (n_pairs,) int64, rows of ``self.shifts`` (the integer cell
+            shifts S of the current candidate list) for these pairs
+        d_min : float, smallest distance found (Å; inf without pairs)
         """
-        positions = np.asarray(positions, dtype=np.float64)
+        positions = np.ascontiguousarray(positions, dtype=np.float64)
         cell = np.asarray(cell, dtype=np.float64).reshape(3, 3)
         pbc = np.broadcast_to(np.asarray(pbc, dtype=bool), (3,))
         if self._needs_rebuild(positions, cell, pbc, numbers):
-            self._pairs = pair_list(positions, cell, pbc, self.cutoff + self.skin)
+            i, j, S = pair_list(positions, cell, pbc, self.cutoff + self.skin, bothways=self.bothways)
+            self._pairs = (i, j, np.ascontiguousarray(S.astype(np.float64) @ cell))
+            self.shifts = S
+            n = len(i)
+            self._out = (np.empty(n, np.int64), np.empty(n, np.int64), np.empty((n, 3)), np.empty(n, np.int64))
             self._key = (positions.copy(), cell.copy(), pbc.copy(), np.array(numbers).copy())
             self.n_builds += 1
-        i, j, S = self._pairs
-        D = positions[j] - positions[i] + S @ cell
-        if self.skin > 0:
-            m = np.einsum("ij,ij->i", D, D) < self.cutoff ** 2
-            return i[m], j[m], S[m], D[m]
-        return i, j, S, D
+        i, j, shift = self._pairs
+        oi, oj, D, keep = self._out
+        m, d_min = _edges_within(positions, i, j, shift, self.cutoff, oi, oj, D, keep)
+        return oi[:m], oj[:m], D[:m], keep[:m], d_min

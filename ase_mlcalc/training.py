@@ -109,9 +109,9 @@ def fit_e0(frames, species, energies):
     return e0
 
 
-def frame_graphs(frames, cutoff, species, device="cpu", dtype=torch.float64):
-    """One AtomicGraph per frame (neighbor list at ``cutoff``)."""
-    return [build_graph(a, cutoff, species, device, dtype) for a in frames]
+def frame_graphs(frames, cutoff, species, device="cpu", dtype=torch.float64, full_list=True):
+    """One AtomicGraph per frame (neighbor list at ``cutoff``; half list if not ``full_list``)."""
+    return [build_graph(a, cutoff, species, device, dtype, full_list=full_list) for a in frames]
 
 
 def predict(model, graphs, batch_size=32, compute_forces=True):
@@ -144,7 +144,7 @@ def error_metrics(pred_energy, pred_forces, ref):
 def evaluate(model, frames, batch_size=32):
     """Errors of ``model`` on labelled ``frames``; returns (metrics dict, predictions dict)."""
     ref = reference_values(frames, require_forces=False)
-    graphs = frame_graphs(frames, model.cutoff, model.species, device=model.e0.device)
+    graphs = frame_graphs(frames, model.cutoff, model.species, device=model.e0.device, full_list=model.full_list)
     e, f = predict(model, graphs, batch_size=batch_size)
     return error_metrics(e, f, ref), {"energy": e, "forces": f, "reference": ref}
 

@@ -106,10 +106,12 @@ def test_verlet_cache_rebuilds_only_when_needed(rng):
     cache = NeighborListCache(cutoff=8.0, skin=1.0)
 
     def check():
-        i, j, S, D = cache.get(atoms.positions, atoms.cell.array, atoms.pbc, atoms.numbers)
+        i, j, D, keep, d_min = cache.get(atoms.positions, atoms.cell.array, atoms.pbc, atoms.numbers)
+        S = cache.shifts[keep]
         ref = neighbor_list("ijSD", atoms, 8.0)
         assert as_set(i, j, S) == as_set(*ref[:3])
-        np.testing.assert_allclose(np.linalg.norm(D, axis=1).max(), np.linalg.norm(ref[3], axis=1).max())
+        np.testing.assert_allclose(D, atoms.positions[j] - atoms.positions[i] + S @ atoms.cell.array, atol=1e-12)
+        assert d_min == pytest.approx(np.linalg.norm(ref[3], axis=1).min(), abs=1e-12)
 
     check()
     assert cache.n_builds == 1

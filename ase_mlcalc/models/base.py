@@ -60,9 +60,13 @@ class AtomisticModel(torch.nn.Module):
     species : tuple of int, atomic numbers the model knows, in channel order
     cutoff : float, Å
     e0 : (n_species,) float64 buffer, eV, reference energy per species
+    full_list : bool (class attribute), see below
     """
 
     family = "base"
+    #: whether atomic_energies needs both (i, j) and (j, i) edges; pair
+    #: potentials set False and get a half list (half the edges)
+    full_list = True
 
     def __init__(self, species, cutoff):
         super().__init__()

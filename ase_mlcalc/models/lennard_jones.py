@@ -11,6 +11,7 @@ unless pair values are given.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import torch
 from ase.data import atomic_numbers
@@ -133,11 +134,98 @@ class LennardJonesModel(AtomisticModel):
 
     def atomic_energies(self, graph):
         r = graph.edge_vectors
-        d2 = (r * r).sum(1)
         sidx = graph.tensor("species_index")
         i = graph.tensor("centers")
-        phi = self.pair_energy(d2, sidx[i], sidx[graph.tensor("neighbors")])
-        return torch.zeros(graph.n_atoms, dtype=r.dtype, device=r.device).index_add(0, i, 0.5 * phi)
+        j = graph.tensor("neighbors")
+        if r.device.type == "cpu" and not self.log_epsilon.requires_grad:
+            return _LJInference.apply(r, self, graph)
+        phi = self.pair_energy((r * r).sum(1), sidx[i], sidx[j])
+        # Half of each pair's energy goes to each atom: with a full list
+        # the pair appears twice, once centred on each atom.
+        eps = torch.zeros(graph.n_atoms, dtype=r.dtype, device=r.device).index_add(0, i, 0.5 * phi)
+        if not graph.full_list:
+            eps = eps.index_add(0, j, 0.5 * phi)
+        return eps
+
+
+@numba.njit(cache=True)
+def _lj_kernel(D, i, j, sidx, eps_t, sig_t, cutoff, mode, ro, n_atoms, full_list, dphi):
+    """Atomic energies (N,) of the LJ pair terms; writes dphi/dr_e into ``dphi`` (E, 3).
+
+    mode 0: plain; 1: shifted by phi(cutoff); 2: ASE's smooth cutoff between ro and cutoff.
+    """
+    n = D.shape[0]
+    energies = np.zeros(n_atoms)
+    rc2 = cutoff * cutoff
+    ro2 = ro * ro
+    for e in range(n):
+        r2 = D[e, 0] * D[e, 0] + D[e, 1] * D[e, 1] + D[e, 2] * D[e, 2]
+        if r2 >= rc2:
+            dphi[e, 0] = dphi[e, 1] = dphi[e, 2] = 0.0
+            continue
+        a, b = sidx[i[e]], sidx[j[e]]
+        ep = eps_t[a, b]
+        s2 = sig_t[a, b] ** 2
+        c6 = (s2 / r2) ** 3
+        phi = 4.0 * ep * (c6 * c6 - c6)
+        dphi_dr2 = -12.0 * ep * (2.0 * c6 * c6 - c6) / r2  # dphi/d(r^2)
+        if mode == 1:
+            c6c = (s2 / rc2) ** 3
+            phi -= 4.0 * ep * (c6c * c6c - c6c)
+        elif mode == 2 and r2 > ro2:
+            den = (rc2 - ro2) ** 3
+            fc = (rc2 - r2) ** 2 * (rc2 + 2.0 * r2 - 3.0 * ro2) / den
+            dfc = 6.0 * (rc2 - r2) * (ro2 - r2) / den
+            dphi_dr2 = dphi_dr2 * fc + phi * dfc
+            phi *= fc
+        energies[i[e]] += 0.5 * phi
+        if not full_list:
+            energies[j[e]] += 0.5 * phi
+        for c in range(3):
+            dphi[e, c] = 2.0 * dphi_dr2 * D[e, c]
+    return energies
+
+
+class _LJInference(torch.autograd.Function):
+    """Fused numba forward for prediction (parameters fixed, CPU).
+
+    forward: atomic energies; backward: dE/dr_e = w_e dphi/dr_e with
+    w_e = (dE/deps_i + dE/deps_j) / 2 (half list) or dE/deps_i / 2 (full list).
+    dphi lives in a buffer reused from call to call (an MD step then
+    allocates nothing edge-sized), and backward scales it in place: the
+    gradient it returns is valid until the next forward of this model. Not
+    twice differentiable: training uses the pure torch path.
+    """
+
+    @staticmethod
+    def forward(ctx, r, model, graph):
+        n_edges = r.shape[0]
+        buf = model.__dict__.get("_dphi_buffer")
+        if buf is None or len(buf) < n_edges:
+            buf = model.__dict__["_dphi_buffer"] = np.empty((int(1.2 * n_edges) + 16, 3))
+        dphi = buf[:n_edges]
+        energies = _lj_kernel(
+            r.detach().numpy(), graph.centers, graph.neighbors, graph.species_index,
+            model.epsilon, model.sigma, model.cutoff, 2 if model.smooth else int(model.shift), model.ro,
+            graph.n_atoms, graph.full_list, dphi)
+        ctx.graph = graph
+        ctx.dphi = dphi
+        return torch.from_numpy(energies).to(r.dtype)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_energies):
+        g = ctx.graph
+        _lj_scale_inplace(grad_energies.contiguous().numpy(), ctx.dphi, g.centers, g.neighbors, g.full_list)
+        return torch.from_numpy(ctx.dphi), None, None
+
+
+@numba.njit(cache=True)
+def _lj_scale_inplace(grad_e, dphi, i, j, full_list):
+    for e in range(dphi.shape[0]):
+        w = grad_e[i[e]] if full_list else grad_e[i[e]] + grad_e[j[e]]
+        for c in range(3):
+            dphi[e, c] *= 0.5 * w
 
 
 class LennardJones(MLCalculator):
@@ -232,7 +320,7 @@ def fit_lennard_jones(frames, species=None, cutoff=5.0, energy_sigma=0.01, force
     ref = reference_values(frames, require_forces=True)
     species = species_of(frames) if species is None else as_atomic_numbers(species)
     n = len(species)
-    graphs = frame_graphs(frames, cutoff, species)
+    graphs = frame_graphs(frames, cutoff, species, full_list=False)
     g = batch_graphs(graphs)
     d = torch.sqrt((g.edge_vectors.detach() ** 2).sum(1))
     # Start from the nearest-neighbour distance: r_min = 2^(1/6) sigma.
