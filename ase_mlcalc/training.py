@@ -174,8 +174,12 @@ def parity_plot(predictions, path, title=None):
         if p["forces"] is not None and ref["forces"] is not None:
             axes[1].scatter(ref["forces"].ravel(), p["forces"].ravel(), s=2, label=name, alpha=0.4)
     for ax, what in zip(axes, ["energy (eV/atom)", "force component (eV/Å)"]):
-        lo, hi = ax.get_xlim()
+        (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+        lo, hi = min(x0, y0), max(x1, y1)
         ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(lo, hi)
+        ax.set_aspect("equal")
         ax.set_xlabel(f"DFT {what}")
         ax.set_ylabel(f"model {what}")
         ax.legend()
