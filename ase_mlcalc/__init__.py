@@ -8,12 +8,13 @@ from .calculator import MLCalculator
 from .errors import InvalidStructureError, ModelFileError, TrainingDataError, UnknownElementError
 from .io import load, load_model, save_model
 from .models.lennard_jones import LennardJones, LennardJonesModel
+from .models.sparse_gp import GAP, SparseGPModel
 from .neighbors import NeighborListCache, neighbor_list, primitive_neighbor_list
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "MLCalculator", "LennardJones", "LennardJonesModel", "load", "load_model", "save_model",
+    "MLCalculator", "LennardJones", "LennardJonesModel", "GAP", "SparseGPModel", "load", "load_model", "save_model",
     "neighbor_list", "primitive_neighbor_list", "NeighborListCache",
     "InvalidStructureError", "ModelFileError", "TrainingDataError", "UnknownElementError",
 ]

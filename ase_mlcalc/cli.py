@@ -10,6 +10,7 @@ import sys
 # add_train_arguments(parser) and train_from_args(args).
 TRAINERS = {
     "lj": "ase_mlcalc.models.lennard_jones",
+    "gap": "ase_mlcalc.models.sparse_gp",
 }
 
 
