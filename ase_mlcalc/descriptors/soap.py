@@ -309,7 +309,7 @@ def _jacobian_kernel(edge_vectors, neighbors, species_index, offsets, r_basis, T
     n_pairs = pair_a.shape[0]
     nf = n_pairs * L1
     q_out = np.zeros((n_atoms, nf))
-    jac = np.zeros((edge_vectors.shape[0], nf, 3))
+    jac = np.empty((edge_vectors.shape[0], nf, 3))  # every entry is written below
     tlpo = np.empty(L1)
     for l in range(L1):
         tlpo[l] = 1.0 / math.sqrt(2.0 * l + 1.0)
@@ -324,12 +324,12 @@ def _jacobian_kernel(edge_vectors, neighbors, species_index, offsets, r_basis, T
             scale = 1.0 / nrm if nrm > 0.0 else 0.0
         for f in range(nf):
             q_out[i, f] = p[f] * scale
-        D = np.empty((n_max, K, L1, 3))
-        dc = np.empty(3)
+        cT = np.ascontiguousarray(c.T)  # (LM, K)
+        D = np.empty((n_max, L1, 3, K))
         for e in range(lo, hi):
             j = e - lo
             s = species_index[neighbors[e]]
-            # D[a, k, l, :] = sum_m d c[s a, lm]/d r_e * c[k, lm]
+            # D[a, l, :, k] = sum_m d c[s a, lm]/d r_e * c[k, lm]
             D[:] = 0.0
             for l in range(L1):
                 for a in range(n_max):
@@ -338,11 +338,9 @@ def _jacobian_kernel(edge_vectors, neighbors, species_index, offsets, r_basis, T
                     for lm in range(l * l, (l + 1) * (l + 1)):
                         y = Yb[j, lm]
                         for x in range(3):
-                            dc[x] = dr * ub[j, x] * y + rv * dYb[j, lm, x]
-                        for k in range(K):
-                            ck = c[k, lm]
-                            for x in range(3):
-                                D[a, k, l, x] += dc[x] * ck
+                            dcx = dr * ub[j, x] * y + rv * dYb[j, lm, x]
+                            for k in range(K):
+                                D[a, l, x, k] += dcx * cT[lm, k]
             J = jac[e]
             for qq in range(n_pairs):
                 ka = pair_a[qq]
@@ -350,16 +348,14 @@ def _jacobian_kernel(edge_vectors, neighbors, species_index, offsets, r_basis, T
                 w = 1.0 if ka == kb else _SQRT2
                 ina = ka // n_max == s
                 inb = kb // n_max == s
-                if not (ina or inb):
-                    continue
                 for l in range(L1):
                     f = qq * L1 + l
                     for x in range(3):
                         v = 0.0
                         if ina:
-                            v += D[ka % n_max, kb, l, x]
+                            v += D[ka % n_max, l, x, kb]
                         if inb:
-                            v += D[kb % n_max, ka, l, x]
+                            v += D[kb % n_max, l, x, ka]
                         J[f, x] = v * w * tlpo[l]
             if normalise:
                 for x in range(3):
