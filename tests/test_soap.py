@@ -32,6 +32,9 @@ def quippy_soap(atoms, species, **h):
     args = (f"soap cutoff={h['cutoff']} cutoff_transition_width={h['cutoff_transition_width']} "
             f"n_max={h['n_max']} l_max={h['l_max']} atom_sigma={h['atom_sigma']} "
             f"n_species={len(species)} species_Z={{{zs}}}")
+    for key in ("central_weight", "central_reference_all_species"):
+        if key in h:
+            args += f" {key}={'T' if h[key] is True else 'F' if h[key] is False else h[key]}"
     out = QuippyDescriptor(args).calc(atoms)
     return out["data"][:, :-1]  # the last entry is GAP's covariance_sigma0
 
@@ -42,6 +45,8 @@ def quippy_soap(atoms, species, **h):
     ("si", [14], dict(cutoff=3.5, cutoff_transition_width=1.0, n_max=5, l_max=4, atom_sigma=0.4)),
     ("sic", [14, 6], dict(HYPERS)),
     ("sic", [6, 14], dict(cutoff=4.5, cutoff_transition_width=0.3, n_max=3, l_max=5, atom_sigma=0.6)),
+    ("sic", [14, 6], dict(HYPERS, central_weight=0.7, central_reference_all_species=True)),
+    ("si", [14], dict(HYPERS, central_weight=0.0)),
 ])
 def test_values_equal_quippy(system, species, hypers):
     pytest.importorskip("quippy", reason="quippy-ase (QUIP's soap descriptor) is not installed")
@@ -244,6 +249,16 @@ def test_bad_species_and_unknown_element():
     with pytest.raises(UnknownElementError, match="C"):
         SOAP(["Si"], **HYPERS).compute(sic())
     assert issubclass(UnknownElementError, ValueError)
+
+
+def test_edges_beyond_cutoff_contribute_nothing():
+    s = SOAP(["Si"], **HYPERS)
+    D, i, j, sidx, n = _edges(s, si8())
+    far = np.array([[0.0, 0.0, s.cutoff + 0.3]])
+    D2 = np.concatenate([D[i == 0], far, D[i != 0]])
+    i2 = np.concatenate([i[i == 0], [0], i[i != 0]])
+    j2 = np.concatenate([j[i == 0], [1], j[i != 0]])
+    np.testing.assert_allclose(s.values(D2, i2, j2, sidx, n), s.values(D, i, j, sidx, n), rtol=1e-12)
 
 
 def test_zero_transition_width_is_a_step():

@@ -160,7 +160,9 @@ def _edge_terms(d, r_basis, T, alpha, cutoff, width, l_max, F,
     # cosine cutoff
     fc = 1.0
     dfc = 0.0
-    if width > 0.0 and r > cutoff - width:
+    if r >= cutoff:
+        fc = 0.0
+    elif width > 0.0 and r > cutoff - width:
         t = math.pi * (r - cutoff + width) / width
         fc = 0.5 * (math.cos(t) + 1.0)
         dfc = -0.5 * math.pi / width * math.sin(t)
