@@ -67,7 +67,7 @@ _MAX_N = 30
 
 # ----------------------------------------------------------------------------- per-edge terms
 
-@numba.njit(cache=True, fastmath=False)
+@numba.njit(cache=True)
 def _real_sph(x, y, z, l_max, F, Q, cs, sn, Y, dY, grad):
     """Real spherical harmonics Y[l*l + l + m] of the unit vector (x, y, z) and,
     with ``grad``, their Cartesian gradients dY[lm, :] (of the harmonic polynomials
@@ -262,17 +262,16 @@ def _power(c, l_max, pair_a, pair_b, p):
 def _values_kernel(edge_vectors, neighbors, species_index, offsets, r_basis, T, center_coef,
                    alpha, cutoff, width, l_max, F, central_all, pair_a, pair_b, K, normalise):
     n_atoms = offsets.shape[0] - 1
-    n_max = r_basis.shape[0]
     LM = (l_max + 1) ** 2
     nf = pair_a.shape[0] * (l_max + 1)
     out = np.zeros((n_atoms, nf))
-    dummy2 = np.empty((1, 1, 1))
-    dummy1 = np.empty((1, 1))
+    no3 = np.empty((1, 1, 1))  # per-edge buffers, unused without gradients
+    no2 = np.empty((1, 1))
     for i in prange(n_atoms):
         c = np.empty((K, LM))
         _coefficients(i, offsets[i], offsets[i + 1], edge_vectors, neighbors, species_index,
                       r_basis, T, center_coef, alpha, cutoff, width, l_max, F, central_all, c,
-                      dummy2, dummy2, dummy1, dummy2, dummy1, False)
+                      no3, no3, no2, no3, no2, False)
         p = out[i]
         nrm = _power(c, l_max, pair_a, pair_b, p)
         if normalise:
