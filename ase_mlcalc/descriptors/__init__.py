@@ -1,3 +1,4 @@
 """Numba descriptors (SOAP power spectrum, ACSF) with a torch autograd bridge."""
 
 from .base import Descriptor  # noqa: F401
+from .soap import SOAP  # noqa: F401
