@@ -24,8 +24,10 @@ JMLR 6, 1939 (2005)):
     var(epsilon_*) = k_** - k_*M K_MM^-1 k_M* + k_*M Sigma k_M*,
     Sigma = (K_MM + K_MN Lambda^-1 K_NM)^-1,
 
-with Sigma and K_MM^-1 stored in the model. The calculator returns the
-per-atom standard deviations (``energies_uncertainty``, eV) and a total-energy
+evaluated with the triangular factors K_MM = U^T U and
+K_MM + K_MN Lambda^-1 K_NM = R^T R stored in the model
+(k K_MM^-1 k = |U^-T k|^2, k Sigma k = |R^-T k|^2: no explicit inverses,
+no loss of positivity). The calculator returns the per-atom standard deviations (``energies_uncertainty``, eV) and a total-energy
 one (``energy_uncertainty``, eV): the sparse-subspace part s^T Sigma s
 (s = sum_i k_M(q_i)) exactly, plus the per-atom Nyström residuals
 k_ii - k_iM K_MM^-1 k_Mi taken as independent.
@@ -70,8 +72,9 @@ class SparseGPModel(AtomisticModel):
     sparse_points : (n_sparse, n_features) normalised SOAP vectors
     sparse_species : (n_sparse,) species index of each sparse point
     alpha : (n_sparse,) eV weights
-    sigma_matrix : (n_sparse, n_sparse) Sigma, 1/eV^2 (zero without variance)
-    kmm_inverse : (n_sparse, n_sparse) K_MM^-1, 1/eV^2 (zero without variance)
+    kmm_factor : (n_sparse, n_sparse) upper-triangular U, K_MM = U^T U, eV
+    posterior_factor : (n_sparse, n_sparse) upper-triangular R, Sigma^-1 = R^T R, eV
+        (both zero when the variance was not computed)
     """
 
     def __init__(self, species, cutoff=5.2, cutoff_transition_width=0.5, n_max=8, l_max=8, atom_sigma=0.5,
@@ -91,8 +94,8 @@ class SparseGPModel(AtomisticModel):
         self.register_buffer("sparse_points", torch.zeros(self.n_sparse, F, dtype=torch.float64))
         self.register_buffer("sparse_species", torch.zeros(self.n_sparse, dtype=torch.int64))
         self.register_buffer("alpha", torch.zeros(self.n_sparse, dtype=torch.float64))
-        self.register_buffer("sigma_matrix", torch.zeros(self.n_sparse, self.n_sparse, dtype=torch.float64))
-        self.register_buffer("kmm_inverse", torch.zeros(self.n_sparse, self.n_sparse, dtype=torch.float64))
+        self.register_buffer("kmm_factor", torch.zeros(self.n_sparse, self.n_sparse, dtype=torch.float64))
+        self.register_buffer("posterior_factor", torch.zeros(self.n_sparse, self.n_sparse, dtype=torch.float64))
 
     def hyperparameters(self):
         s = self.soap
@@ -110,20 +113,33 @@ class SparseGPModel(AtomisticModel):
         q = self.soap.torch(graph)
         return self.kernel(q, graph.tensor("species_index")) @ self.alpha.to(q.dtype)
 
+    @property
+    def has_variance(self):
+        return bool(self.posterior_factor[0, 0] != 0)
+
     def extra_results(self, graph, energies):
-        """``energies_uncertainty`` (n_atoms,) and ``energy_uncertainty`` (float): predictive std, eV."""
+        """``energies_uncertainty`` (n_atoms,) and ``energy_uncertainty`` (float): predictive std, eV.
+
+        Empty when the model was fitted without variance.
+        """
+        if not self.has_variance:
+            return {}
         with torch.no_grad():
             r = graph.edge_vectors.detach()
             q = torch.as_tensor(self.soap.values(r.cpu().numpy(), graph.centers, graph.neighbors,
                                                  graph.species_index, graph.n_atoms), dtype=r.dtype, device=r.device)
             k = self.kernel(q, graph.tensor("species_index"))
+            U, R = self.kmm_factor.to(r.dtype), self.posterior_factor.to(r.dtype)
+            # |A^-T x|^2 for each row x of k, and for their sum s.
+            ks = torch.cat([k, k.sum(0, keepdim=True)]).T
+            proj_kmm = torch.linalg.solve_triangular(U.T, ks, upper=False).square().sum(0)
+            proj_post = torch.linalg.solve_triangular(R.T, ks, upper=False).square().sum(0)
             prior = self.delta ** 2 * (q * q).sum(1) ** self.zeta
-            residual = (prior - ((k @ self.kmm_inverse.to(r.dtype)) * k).sum(1)).clamp_min(0.0)
-            var_atoms = residual + ((k @ self.sigma_matrix.to(r.dtype)) * k).sum(1)
-            s = k.sum(0)
-            var_total = residual.sum() + s @ self.sigma_matrix.to(r.dtype) @ s
-        return {"energies_uncertainty": var_atoms.clamp_min(0.0).sqrt().cpu().numpy(),
-                "energy_uncertainty": float(var_total.clamp_min(0.0).sqrt())}
+            residual = (prior - proj_kmm[:-1]).clamp_min(0.0)  # Nyström residual per atom
+            var_atoms = residual + proj_post[:-1]
+            var_total = residual.sum() + proj_post[-1]
+        return {"energies_uncertainty": var_atoms.sqrt().cpu().numpy(),
+                "energy_uncertainty": float(var_total.sqrt())}
 
 
 class GAP(MLCalculator):
@@ -289,11 +305,6 @@ def fit_gap(train_frames, species=None, cutoff=DEFAULTS["cutoff"],
     del Ab
     alpha = scipy.linalg.solve_triangular(R[:M, :M], R[:M, M], lower=False)
     R = R[:M, :M]
-    sigma = kmm_inv = np.zeros((M, M))
-    if compute_variance:
-        Rinv = scipy.linalg.solve_triangular(R, np.eye(M), lower=False)
-        Uinv = scipy.linalg.solve_triangular(U, np.eye(M), lower=False)
-        sigma, kmm_inv = Rinv @ Rinv.T, Uinv @ Uinv.T
     t_solve = time.perf_counter()
 
     model = SparseGPModel(species, cutoff, cutoff_transition_width, n_max, l_max, atom_sigma, zeta, delta, M)
@@ -301,8 +312,9 @@ def fit_gap(train_frames, species=None, cutoff=DEFAULTS["cutoff"],
         model.sparse_points.copy_(torch.as_tensor(Q))
         model.sparse_species.copy_(torch.as_tensor(Qs))
         model.alpha.copy_(torch.as_tensor(alpha))
-        model.sigma_matrix.copy_(torch.as_tensor(sigma))
-        model.kmm_inverse.copy_(torch.as_tensor(kmm_inv))
+        if compute_variance:
+            model.kmm_factor.copy_(torch.as_tensor(U))
+            model.posterior_factor.copy_(torch.as_tensor(R))
         model.e0.copy_(torch.as_tensor(e0))
     model.fit_info = {"n_sparse": M, "n_observations": int(len(b) - M), "time_descriptors_s": t_desc - t_start,
                       "time_kernel_rows_s": t_rows - t_desc, "time_solve_s": t_solve - t_rows,
