@@ -103,4 +103,8 @@ class MLCalculator(Calculator):
             self.results["stress"] = full_3x3_to_voigt_6_stress(-to_np(virial[0]) / volume)
             if want_stresses:
                 self.results["stresses"] = full_3x3_to_voigt_6_stress(-to_np(atom_virial) / volume)
-        self.results.update(self.model.extra_results(graph, energies))
+        self.results.update(self.extra_results(graph, energies))
+
+    def extra_results(self, graph, energies):
+        """Model-specific results (e.g. uncertainties) for this call; the model's by default."""
+        return self.model.extra_results(graph, energies)

@@ -22,7 +22,7 @@ import torch
 from ase.data import chemical_symbols
 
 from .errors import InvalidStructureError, UnknownElementError
-from .neighbors import NeighborListCache
+from .neighbors import NeighborListCache, check_geometry
 
 
 @dataclass
@@ -101,21 +101,7 @@ def check_structure(atoms):
     InvalidStructureError
         NaN/infinite positions, zero-volume (or degenerate) periodic cell.
     """
-    pos = atoms.positions
-    if not np.all(np.isfinite(pos)):
-        bad = np.flatnonzero(~np.isfinite(pos).all(axis=1))
-        raise InvalidStructureError(f"positions of atoms {bad[:10].tolist()} are NaN or infinite")
-    pbc = atoms.pbc
-    if pbc.any():
-        cell = atoms.cell.array
-        if not np.all(np.isfinite(cell)):
-            raise InvalidStructureError("the cell contains NaN or infinite entries")
-        P = cell[pbc]
-        sv = np.linalg.svd(P, compute_uv=False)
-        if sv.min() < 1e-10 * max(1.0, sv.max()) or np.linalg.norm(P, axis=1).min() < 1e-8:
-            raise InvalidStructureError(
-                f"periodic cell has zero volume (periodic vectors zero or linearly dependent): "
-                f"cell = {np.round(cell, 6).tolist()}, pbc = {pbc.tolist()}")
+    check_geometry(atoms.pbc, atoms.cell.array, atoms.positions)
 
 
 def build_graph(atoms, cutoff, species, device="cpu", dtype=torch.float64,

@@ -20,6 +20,8 @@ import numba
 import numpy as np
 from ase.data import atomic_numbers as _atomic_numbers
 
+from .errors import InvalidStructureError
+
 __all__ = [
     "neighbor_list",
     "primitive_neighbor_list",
@@ -211,27 +213,39 @@ def _pair_search(positions, cell, pbc, bins, wrap, nbins, reach, cutoff,
     return out_i[:m], out_j[:m], out_S[:m]
 
 
-def _check_inputs(pbc, cell, positions, cutoff):
+def check_geometry(pbc, cell, positions):
+    """Validated ``(pbc (3,) bool, cell (3, 3) float64, positions (N, 3) float64)``.
+
+    Raises
+    ------
+    InvalidStructureError (a ValueError)
+        Positions of wrong shape, NaN or infinite positions or cell, periodic
+        cell vectors that are zero or linearly dependent (zero-volume cell).
+    """
     positions = np.ascontiguousarray(positions, dtype=np.float64)
     if positions.ndim != 2 or positions.shape[1] != 3:
-        raise ValueError(f"positions must have shape (n_atoms, 3), got {positions.shape}")
+        raise InvalidStructureError(f"positions must have shape (n_atoms, 3), got {positions.shape}")
     if not np.all(np.isfinite(positions)):
         bad = np.flatnonzero(~np.isfinite(positions).all(axis=1))
-        raise ValueError(f"positions of atoms {bad[:10].tolist()} are NaN or infinite")
+        raise InvalidStructureError(f"positions of atoms {bad[:10].tolist()} are NaN or infinite")
     cell = np.ascontiguousarray(np.asarray(cell, dtype=np.float64).reshape(3, 3))
     if not np.all(np.isfinite(cell)):
-        raise ValueError("cell contains NaN or infinite entries")
+        raise InvalidStructureError("the cell contains NaN or infinite entries")
     pbc = np.broadcast_to(np.asarray(pbc, dtype=bool), (3,)).copy()
-    if not (np.isfinite(cutoff) and cutoff > 0):
-        raise ValueError(f"cutoff must be a positive finite number of Å, got {cutoff}")
     if pbc.any():
         P = cell[pbc]
         sv = np.linalg.svd(P, compute_uv=False)
         if sv.min() < 1e-10 * max(1.0, sv.max()) or np.linalg.norm(P, axis=1).min() < 1e-8:
-            raise ValueError(
-                f"the periodic cell vectors {np.flatnonzero(pbc).tolist()} are zero or "
-                f"linearly dependent (zero-volume periodic cell): cell = {cell.tolist()}")
+            raise InvalidStructureError(
+                f"zero-volume periodic cell: the periodic cell vectors {np.flatnonzero(pbc).tolist()} are zero "
+                f"or linearly dependent (cell = {np.round(cell, 6).tolist()}, pbc = {pbc.tolist()})")
     return pbc, cell, positions
+
+
+def _check_inputs(pbc, cell, positions, cutoff):
+    if not (np.isfinite(cutoff) and cutoff > 0):
+        raise ValueError(f"cutoff must be a positive finite number of Å, got {cutoff}")
+    return check_geometry(pbc, cell, positions)
 
 
 def pair_list(positions, cell, pbc, cutoff, self_interaction=False, bothways=True):

@@ -172,7 +172,7 @@ def test_bad_input_raises_clear_errors():
     flat = argon()
     flat.cell[2] = flat.cell[0] + flat.cell[1]
     flat.calc = calc
-    with pytest.raises(InvalidStructureError, match="zero volume"):
+    with pytest.raises(InvalidStructureError, match="zero-volume"):
         flat.get_potential_energy()
     for bad in ({"rc": 0.0}, {"rc": -1.0}, {"epsilon": -0.1}, {"sigma": 0.0}):
         with pytest.raises(ValueError):

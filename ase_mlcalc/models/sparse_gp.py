@@ -145,15 +145,28 @@ class SparseGPModel(AtomisticModel):
 class GAP(MLCalculator):
     """ASE calculator of a trained :class:`SparseGPModel` (load with :func:`ase_mlcalc.load`).
 
+    Parameters
+    ----------
+    model : SparseGPModel
+    uncertainty : bool, compute the predictive uncertainties at every call
+        (default True; they cost about as much again as energy and forces
+        with thousands of sparse points)
+    device, dtype, skin, min_distance : see :class:`~ase_mlcalc.calculator.MLCalculator`
+
     Results beyond the standard ones: ``energies_uncertainty`` (n_atoms,) and
     ``energy_uncertainty`` (float), predictive standard deviations in eV
-    (read them with ``calc.get_property("energy_uncertainty", atoms)``).
+    (``calc.results[...]`` after a calculation, or
+    ``calc.get_property("energy_uncertainty", atoms)``).
     """
 
     implemented_properties = MLCalculator.implemented_properties + ["energy_uncertainty", "energies_uncertainty"]
 
-    def __init__(self, model, device="cpu", **kwargs):
+    def __init__(self, model, device="cpu", uncertainty=True, **kwargs):
         super().__init__(model=model, device=device, **kwargs)
+        self.uncertainty = bool(uncertainty)
+
+    def extra_results(self, graph, energies):
+        return self.model.extra_results(graph, energies) if self.uncertainty else {}
 
 
 register_family("gap", SparseGPModel, GAP)
