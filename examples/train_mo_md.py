@@ -4,7 +4,7 @@ Trains (or, with --model, loads) a potential, prints the train/test error
 table, writes a parity plot, then runs NVE velocity-Verlet MD on a bcc Mo
 supercell with ASE and prints the energy drift and the speed.
 
-Usage: python examples/train_mo_md.py [--family lj] [--model FILE] [--steps 200]
+Usage: python examples/train_mo_md.py [--family gap|lj] [--model FILE] [--steps 200]
 """
 
 import argparse
@@ -28,7 +28,11 @@ def train(family, out):
     train_frames = read_frames(os.path.join(DATA, "Mo_train.extxyz.xz"))
     test_frames = read_frames(os.path.join(DATA, "Mo_test.extxyz.xz"))
     t = time.perf_counter()
-    if family == "lj":
+    if family == "gap":
+        from ase_mlcalc.models.sparse_gp import fit_gap
+
+        calc = fit_gap(train_frames)  # the mlearn GAP recipe (SOAP 5.2 Å, n_max 8, l_max 8, zeta 4, 2000 sparse)
+    elif family == "lj":
         from ase_mlcalc.models.lennard_jones import fit_lennard_jones
 
         calc = fit_lennard_jones(train_frames, cutoff=5.0)
@@ -43,7 +47,7 @@ def train(family, out):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--family", default="lj", choices=["lj"])
+    p.add_argument("--family", default="gap", choices=["gap", "lj"])
     p.add_argument("--model", help="load this model file instead of training")
     p.add_argument("--out", default="mo_model.pt", help="where to write the trained model")
     p.add_argument("--steps", type=int, default=200, help="MD steps of 2 fs")
