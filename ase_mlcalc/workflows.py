@@ -790,6 +790,15 @@ def phonons(atoms, calc=None, supercell=None, delta=0.01, path=None, npoints=200
         dos += np.exp(-0.5 * ((freqs[:, None] - chunk[None, :]) / width) ** 2).sum(axis=1)
     dos *= 3 * len(atoms) / len(grid) / (width * np.sqrt(2 * np.pi))
     x, X, labels = bandpath.get_linear_kpoint_axis()
+    # A path break ("...K,UX") puts two labels at one coordinate: show them as "K|U".
+    merged_X, merged_labels = [], []
+    for xx, lab in zip(X, labels):
+        if merged_X and abs(xx - merged_X[-1]) < 1e-10:
+            merged_labels[-1] += "|" + lab
+        else:
+            merged_X.append(xx)
+            merged_labels.append(lab)
+    X, labels = np.array(merged_X), merged_labels
     return PhononResult(unit=unit, path=bandpath, x=x, X=X, labels=list(labels), bands=bands, dos_frequencies=freqs,
                         dos=dos, gamma=gamma, supercell=supercell, delta=float(delta))
 
@@ -803,7 +812,7 @@ def plot_phonons(result, path, title=None):
         ax.axvline(xx, color="k", lw=0.5)
     ax.axhline(0, color="k", lw=0.5, ls=":")
     ax.set_xticks(result.X)
-    ax.set_xticklabels(["Γ" if lab == "G" else lab for lab in result.labels])
+    ax.set_xticklabels([lab.replace("G", "Γ") for lab in result.labels])
     ax.set_xlim(result.x[0], result.x[-1])
     ax.set_ylabel(f"frequency ({result.unit})")
     axd.plot(result.dos, result.dos_frequencies, color="C1")
