@@ -195,7 +195,7 @@ def run_md(atoms, calc=None, ensemble="nve", temperature_K=300.0, timestep_fs=1.
     from ase.io import Trajectory
     from ase.md import MDLogger
     from ase.md.langevin import Langevin
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+    from ase.md.velocitydistribution import Stationary, thermalize_momenta
     from ase.md.verlet import VelocityVerlet
     from tqdm.auto import tqdm
 
@@ -215,7 +215,7 @@ def run_md(atoms, calc=None, ensemble="nve", temperature_K=300.0, timestep_fs=1.
     atoms.calc = get_calculator(calc, atoms)
     rng = np.random.default_rng(seed)
     if initialize_velocities and not np.any(atoms.get_momenta()) and temperature_K > 0:
-        MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=rng)
+        thermalize_momenta(atoms, temperature_K=temperature_K, rng=rng)
         Stationary(atoms)
     dt = timestep_fs * units.fs
     if ensemble == "nve":
@@ -223,7 +223,9 @@ def run_md(atoms, calc=None, ensemble="nve", temperature_K=300.0, timestep_fs=1.
     else:
         if not friction_per_fs > 0:
             raise ValueError(f"friction_per_fs must be > 0, got {friction_per_fs}")
-        dyn = Langevin(atoms, timestep=dt, temperature_K=temperature_K, friction=friction_per_fs / units.fs, rng=rng)
+        # fixcm=False: ASE's fixcm=True does not sample NVT exactly (deprecated in ASE 3.28).
+        dyn = Langevin(atoms, timestep=dt, temperature_K=temperature_K, friction=friction_per_fs / units.fs, fixcm=False,
+                       rng=rng)
 
     rows = []
 
@@ -478,7 +480,11 @@ def equation_of_state(atoms, calc=None, max_strain=0.03, n_points=11, eos="birch
     fit = EquationOfState(volumes, energies, eos=eos)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        v0, e0, B = fit.fit(warn=False)
+        try:
+            v0, e0, B = fit.fit(warn=False)
+        except RuntimeError as err:  # scipy's curve_fit found no optimum
+            raise ValueError(f"the {eos} fit failed ({err}): is the minimum inside the sampled volumes? "
+                             "Relax the structure first or widen max_strain") from None
     if not (volumes.min() <= v0 <= volumes.max()) or not np.isfinite(v0):
         raise ValueError(f"the fitted minimum V0={v0:.3f} Å^3 lies outside the sampled volumes "
                          f"{volumes.min():.3f}-{volumes.max():.3f} Å^3: relax the structure first or widen max_strain")
@@ -675,7 +681,9 @@ class PhononResult:
     ----------
     unit : frequency unit ("THz" = 10^12 Hz, ordinary not angular frequency; "meV"; "cm-1")
     path : ase.dft.kpoints.BandPath of the band structure
-    x : (n_q,) path coordinate, X : special-point coordinates, labels : their names
+    x : (n_q,) path coordinate: length along the path in reciprocal space, 1/Å including the
+        2 pi (ASE's ``get_linear_kpoint_axis``), so a sound velocity is 2 pi f / x
+    X : special-point coordinates, labels : their names
     bands : (n_q, 3 n_atoms) frequencies along the path; imaginary modes as negative numbers
     dos_frequencies : (n_grid,) and dos : (n_grid,) states per unit frequency, integrating to 3 n_atoms
     gamma : (3 n_atoms,) frequencies at Gamma, ascending
