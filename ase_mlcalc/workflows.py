@@ -249,8 +249,7 @@ def run_md(atoms, calc=None, ensemble="nve", temperature_K=300.0, timestep_fs=1.
         every = max(1, steps // 200)
 
         def advance():
-            bar.n = dyn.nsteps
-            bar.refresh()
+            bar.update(dyn.nsteps - bar.n)  # tqdm throttles the redraws itself
 
         dyn.attach(advance, interval=every)
         dyn.run(steps)
@@ -731,7 +730,9 @@ def _auto_supercell(atoms, calc, default=4):
     heights = [vol / np.linalg.norm(np.cross(cell[(i + 1) % 3], cell[(i + 2) % 3])) for i in range(3)]
     # Many-body models couple atoms up to twice the cutoff; a supercell that
     # wide keeps displaced-atom images from interfering.
-    return tuple(max(1, math.ceil(2 * cutoff / h)) for h in heights)
+    # Even repetitions make the zone-boundary points with coordinates 1/2 (X, L, H, N, ...)
+    # commensurate with the supercell, so they are exact rather than interpolated.
+    return tuple(2 * max(1, math.ceil(cutoff / h)) for h in heights)
 
 
 def phonons(atoms, calc=None, supercell=None, delta=0.01, path=None, npoints=200, dos_kpts=(20, 20, 20), *,
@@ -742,8 +743,9 @@ def phonons(atoms, calc=None, supercell=None, delta=0.01, path=None, npoints=200
     ----------
     atoms : ase.Atoms, the (primitive) unit cell, 3D-periodic and relaxed (not modified)
     calc : ASE calculator, model file path, or None for ``atoms.calc``
-    supercell : (n1, n2, n3) repetitions for the force constants; default: each height of the
-        supercell at least twice the model cutoff (4x4x4 for calculators without one)
+    supercell : (n1, n2, n3) repetitions for the force constants; default: the smallest even
+        repetitions making each height of the supercell at least twice the model cutoff
+        (4x4x4 for calculators without one)
     delta : Å, displacement amplitude (±delta per Cartesian direction)
     path : special-point path string (e.g. "GXWKGLUWLK,UX") or None for ASE's standard
         path of the lattice (``atoms.cell.bandpath()``, W. Setyawan & S. Curtarolo,
