@@ -50,13 +50,15 @@ def _eval(args):
 def _add_structure_model(p, what):
     p.add_argument("structure", help=f"{what} (any file ase.io reads)")
     p.add_argument("model", help="model file of any family (written by 'ase-mlcalc train' or calc.save())")
-    p.add_argument("--index", default="-1", help="which frame of the structure file (ase.io index; default -1, the last)")
+    p.add_argument("--index", default="-1",
+                   help="which frame of the structure file (ase.io index; default -1, the last)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
 
 
 def _add_plot(p, suffix):
     p.add_argument("--plot", default=None,
-                   help=f"PNG to write (default: STRUCTURE's name with _{suffix}.png, in the current directory; '' for none)")
+                   help=f"PNG to write (default: STRUCTURE's name with _{suffix}.png, in the current directory; "
+                        "'' for none)")
 
 
 def _plot_path(args, suffix):
@@ -97,8 +99,10 @@ def _maybe_relax_first(args, atoms, calc):
 
 
 def _add_relax_first(p):
-    p.add_argument("--no-relax", action="store_true", help="use the structure as given (default: relax positions and cell first)")
-    p.add_argument("--relax-fmax", type=float, default=1e-4, help="force tolerance of that relaxation, eV/Å (default 1e-4)")
+    p.add_argument("--no-relax", action="store_true",
+                   help="use the structure as given (default: relax positions and cell first)")
+    p.add_argument("--relax-fmax", type=float, default=1e-4,
+                   help="force tolerance of that relaxation, eV/Å (default 1e-4)")
 
 
 def _add_md(sub):
@@ -110,9 +114,12 @@ def _add_md(sub):
     p.add_argument("--timestep", type=float, default=1.0, help="fs (default 1)")
     p.add_argument("--steps", type=int, default=1000, help="MD steps (default 1000)")
     p.add_argument("--friction", type=float, default=0.01, help="Langevin friction, 1/fs (default 0.01)")
-    p.add_argument("--repeat", type=int, nargs=3, metavar=("N1", "N2", "N3"), help="run on this supercell of the structure")
-    p.add_argument("--interval", type=int, default=10, help="sample, log and write the trajectory every this many steps")
-    p.add_argument("--trajectory", default=None, help="ASE trajectory file (default: STRUCTURE's name with _md.traj; '' for none)")
+    p.add_argument("--repeat", type=int, nargs=3, metavar=("N1", "N2", "N3"),
+                   help="run on this supercell of the structure")
+    p.add_argument("--interval", type=int, default=10,
+                   help="sample, log and write the trajectory every this many steps")
+    p.add_argument("--trajectory", default=None,
+                   help="ASE trajectory file (default: STRUCTURE's name with _md.traj; '' for none)")
     p.add_argument("--log", default=None, help="MDLogger log file (default: none; '-' for stdout)")
     p.add_argument("--seed", type=int, default=None, help="random seed (velocities, Langevin noise)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -154,7 +161,8 @@ def _add_relax(sub):
     p.add_argument("--steps", type=int, default=1000, help="maximum optimizer steps")
     p.add_argument("--trajectory", default=None, help="optimizer trajectory file (default none)")
     p.add_argument("-o", "--output", default=None,
-                   help="relaxed structure file (default: STRUCTURE's name with _relaxed.extxyz, in the current directory)")
+                   help="relaxed structure file "
+                        "(default: STRUCTURE's name with _relaxed.extxyz, in the current directory)")
     p.add_argument("-q", "--quiet", action="store_true", help="no optimizer log")
     p.set_defaults(func=_relax)
 
@@ -179,7 +187,8 @@ def _relax(args):
 def _add_eos(sub):
     p = sub.add_parser("eos", help="equation of state E(V): V0, E0, bulk modulus, lattice constant")
     _add_structure_model(p, "crystal structure (relaxed or close to it)")
-    p.add_argument("--strain", type=float, default=0.03, help="largest linear strain of the isotropic scaling (default 0.03)")
+    p.add_argument("--strain", type=float, default=0.03,
+                   help="largest linear strain of the isotropic scaling (default 0.03)")
     p.add_argument("--points", type=int, default=11, help="number of volumes (default 11)")
     p.add_argument("--eos", default="birchmurnaghan", help="ASE EOS name (default birchmurnaghan)")
     p.add_argument("--relax-positions", action="store_true", help="relax internal positions at every volume")
@@ -205,7 +214,8 @@ def _eos(args):
 def _add_elastic(sub):
     p = sub.add_parser("elastic", help="elastic constants C_ij from stress-strain finite differences")
     _add_structure_model(p, "crystal structure")
-    p.add_argument("--strain", type=float, default=1e-3, help="strain amplitude of the ± central differences (default 1e-3)")
+    p.add_argument("--strain", type=float, default=1e-3,
+                   help="strain amplitude of the ± central differences (default 1e-3)")
     p.add_argument("--relax-ions", choices=["auto", "yes", "no"], default="auto",
                    help="relax internal positions under each strain (default auto: when forces appear)")
     _add_relax_first(p)

@@ -29,7 +29,7 @@ from ase import units
 
 __all__ = [
     "run_md", "MDResult", "relax", "RelaxResult", "equation_of_state", "EOSResult", "elastic_constants",
-    "ElasticResult", "phonons", "PhononResult", "plot_md", "plot_eos", "plot_phonons", "get_calculator",
+    "ElasticResult", "strain_matrix", "phonons", "PhononResult", "plot_md", "plot_eos", "plot_phonons", "get_calculator",
     "FREQUENCY_UNITS",
 ]
 
@@ -116,7 +116,8 @@ def _optimizer_class(optimizer):
     try:
         return names[optimizer.lower()]
     except KeyError:
-        raise ValueError(f"unknown optimizer {optimizer!r}; choose from BFGS, FIRE, LBFGS, BFGSLineSearch, MDMin") from None
+        raise ValueError(f"unknown optimizer {optimizer!r}; "
+                         "choose from BFGS, FIRE, LBFGS, BFGSLineSearch, MDMin") from None
 
 
 # --------------------------------------------------------------------------- molecular dynamics
@@ -224,8 +225,8 @@ def run_md(atoms, calc=None, ensemble="nve", temperature_K=300.0, timestep_fs=1.
         if not friction_per_fs > 0:
             raise ValueError(f"friction_per_fs must be > 0, got {friction_per_fs}")
         # fixcm=False: ASE's fixcm=True does not sample NVT exactly (deprecated in ASE 3.28).
-        dyn = Langevin(atoms, timestep=dt, temperature_K=temperature_K, friction=friction_per_fs / units.fs, fixcm=False,
-                       rng=rng)
+        dyn = Langevin(atoms, timestep=dt, temperature_K=temperature_K, friction=friction_per_fs / units.fs,
+                       fixcm=False, rng=rng)
 
     rows = []
 
@@ -301,7 +302,8 @@ class RelaxResult:
     converged : bool; n_steps : int, optimizer steps taken
     energy : eV; max_force : eV/Å, largest atomic force
     stress : (6,) GPa Voigt (xx, yy, zz, yz, xz, xy), None for non-periodic structures
-    volume : Å³ (None if non-periodic); lattice_constant : Å for cubic cells, else None
+    volume : Å³ (None if non-periodic); lattice_constant : Å, cubic lattice parameter of the cell
+        (conventional a for a primitive fcc/bcc cell; a supercell's own), None if not cubic
     """
 
     atoms: object
@@ -316,7 +318,8 @@ class RelaxResult:
     def summary(self):
         a = self.atoms
         lines = [f"relaxation {'converged' if self.converged else 'NOT converged'} in {self.n_steps} steps",
-                 f"energy: {self.energy:.6f} eV ({self.energy / len(a):.6f} eV/atom), max force {self.max_force:.2e} eV/Å"]
+                 f"energy: {self.energy:.6f} eV ({self.energy / len(a):.6f} eV/atom), "
+                 f"max force {self.max_force:.2e} eV/Å"]
         if self.stress is not None:
             lengths = a.cell.cellpar()
             lines.append("cell: a b c = " + " ".join(f"{x:.5f}" for x in lengths[:3]) + " Å, angles = "
@@ -324,7 +327,7 @@ class RelaxResult:
             lines.append(f"volume: {self.volume:.4f} Å^3 ({self.volume / len(a):.4f} Å^3/atom)")
             lines.append("stress (GPa, xx yy zz yz xz xy): " + " ".join(f"{s:+.4f}" for s in self.stress))
             if self.lattice_constant is not None:
-                lines.append(f"cubic lattice constant: {self.lattice_constant:.5f} Å")
+                lines.append(f"cubic lattice parameter of this cell: a = {self.lattice_constant:.5f} Å")
         return "\n".join(lines)
 
 
@@ -393,7 +396,8 @@ class EOSResult:
     volumes : (n,) Å³ of the whole cell; energies : (n,) eV of the whole cell
     v0 : Å³, volume at the minimum of the fit; e0 : eV, energy there
     bulk_modulus : GPa; bulk_modulus_derivative : B' = dB/dP (dimensionless; None for "sj"/"taylor"/"p3")
-    lattice_constant : Å, conventional cubic lattice constant at v0 for sc/fcc/bcc cells, else None
+    lattice_constant : Å, cubic lattice parameter at v0 for sc/fcc/bcc cells, else None (the
+        conventional a for a primitive fcc/bcc cell; for a supercell, the supercell's own)
     cell0 : (3, 3) Å, the input cell scaled isotropically to v0
     n_atoms : int; eos : str, ASE's EOS name; rms_residual : eV/atom, RMS misfit of the fit
     curve_volumes, curve_energies : (200,) the fitted E(V) for plotting
@@ -421,7 +425,7 @@ class EOSResult:
                  + (f", B' = {self.bulk_modulus_derivative:.2f}" if self.bulk_modulus_derivative is not None else ""),
                  f"fit RMS residual: {self.rms_residual * 1e3:.4f} meV/atom"]
         if self.lattice_constant is not None:
-            lines.append(f"cubic lattice constant a0 = {self.lattice_constant:.5f} Å")
+            lines.append(f"cubic lattice parameter of this cell at V0: a0 = {self.lattice_constant:.5f} Å")
         return "\n".join(lines)
 
 
@@ -575,9 +579,11 @@ class ElasticResult:
         lines += ["  " + " ".join(f"{x:9.2f}" for x in row) for row in self.C]
         if self.cubic:
             lines.append("cubic: C11 = {C11:.2f}, C12 = {C12:.2f}, C44 = {C44:.2f} GPa".format(**self.cubic))
-        lines.append(f"bulk modulus (VRH) {self.bulk_modulus:.2f} GPa, shear modulus (VRH) {self.shear_modulus:.2f} GPa")
+        lines.append(f"bulk modulus (VRH) {self.bulk_modulus:.2f} GPa, "
+                     f"shear modulus (VRH) {self.shear_modulus:.2f} GPa")
         lines.append(f"asymmetry of C_raw {self.asymmetry:.3g} GPa; residual stress of the reference "
-                     f"{np.abs(self.residual_stress).max():.3g} GPa; mechanically {'stable' if self.stable else 'UNSTABLE'}")
+                     f"{np.abs(self.residual_stress).max():.3g} GPa; "
+                     f"mechanically {'stable' if self.stable else 'UNSTABLE'}")
         return "\n".join(lines)
 
 
@@ -650,7 +656,8 @@ def elastic_constants(atoms, calc=None, strain=1e-3, *, relax_positions="auto", 
     KV = (C[0, 0] + C[1, 1] + C[2, 2] + 2 * (C[0, 1] + C[1, 2] + C[0, 2])) / 9
     GV = (C[0, 0] + C[1, 1] + C[2, 2] - C[0, 1] - C[1, 2] - C[0, 2] + 3 * (C[3, 3] + C[4, 4] + C[5, 5])) / 15
     KR = 1 / (S[0, 0] + S[1, 1] + S[2, 2] + 2 * (S[0, 1] + S[1, 2] + S[0, 2]))
-    GR = 15 / (4 * (S[0, 0] + S[1, 1] + S[2, 2]) - 4 * (S[0, 1] + S[1, 2] + S[0, 2]) + 3 * (S[3, 3] + S[4, 4] + S[5, 5]))
+    GR = 15 / (4 * (S[0, 0] + S[1, 1] + S[2, 2]) - 4 * (S[0, 1] + S[1, 2] + S[0, 2])
+               + 3 * (S[3, 3] + S[4, 4] + S[5, 5]))
     cubic = None
     if _cubic_lattice_constant(atoms.cell) is not None:
         c = {"C11": float(np.mean(np.diag(C)[:3])), "C12": float(np.mean([C[0, 1], C[0, 2], C[1, 2]])),
@@ -665,7 +672,8 @@ def elastic_constants(atoms, calc=None, strain=1e-3, *, relax_positions="auto", 
             warnings.warn("cubic cell, but C does not have the cubic form in these axes (rotated cell?): "
                           "no C11/C12/C44 reported", RuntimeWarning, stacklevel=2)
     return ElasticResult(C=C, C_raw=C_raw, asymmetry=float(np.abs(C_raw - C_raw.T).max() / 2),
-                         residual_stress=stress0 / units.GPa, bulk_modulus_voigt=float(KV), bulk_modulus_reuss=float(KR),
+                         residual_stress=stress0 / units.GPa, bulk_modulus_voigt=float(KV),
+                         bulk_modulus_reuss=float(KR),
                          shear_modulus_voigt=float(GV), shear_modulus_reuss=float(GR), cubic=cubic,
                          stable=bool(np.linalg.eigvalsh(C).min() > 0))
 

@@ -22,7 +22,8 @@ DATA = os.path.join(HERE, "data")
 
 def add_model_arguments(parser):
     parser.add_argument("--model", help="model file to load (any family) instead of training the small Mo GAP")
-    parser.add_argument("--out", default="mo_gap_small.pt", help="where to save the trained GAP (default mo_gap_small.pt)")
+    parser.add_argument("--out", default="mo_gap_small.pt",
+                        help="where to save the trained GAP (default mo_gap_small.pt)")
     parser.add_argument("--n-sparse", type=int, default=300, help="sparse points of the GAP fit (default 300)")
     parser.add_argument("--l-max", type=int, default=6, help="SOAP l_max of the GAP fit (default 6)")
 

@@ -54,7 +54,7 @@ def lagrangian_strain(cell, cell_ref):
 
 
 def classify_elastic_frames(frames):
-    """Split the 54-atom 'Elastic' frames into (reference, uniaxial list of (eta, frame), shear list of (gamma, frame))."""
+    """The 54-atom 'Elastic' frames as (reference, [(eta, frame)] uniaxial, [(gamma, frame)] simple shear)."""
     big = [f for f in frames if f.info.get("config_type") == "Elastic" and len(f) == 54]
     ref = [f for f in big if np.allclose(f.cell.cellpar(), f.cell.cellpar()[[0, 0, 0, 3, 3, 3]], atol=1e-6)
            and np.allclose(f.cell.angles(), 90)]
@@ -160,7 +160,8 @@ def main():
     rows = [
         ("a0 (Å)", f"{rel.lattice_constant:.4f}", f"{eos.lattice_constant:.4f} (EOS)", "-",
          f"{a_gs:.4f} (2-atom cell)", f"{LITERATURE['a0']:.3f}"),
-        ("B (GPa)", f"{(c['C11'] + 2 * c['C12']) / 3:.0f}", f"{eos.bulk_modulus:.0f} (EOS, B'={eos.bulk_modulus_derivative:.1f})",
+        ("B (GPa)", f"{(c['C11'] + 2 * c['C12']) / 3:.0f}",
+         f"{eos.bulk_modulus:.0f} (EOS, B'={eos.bulk_modulus_derivative:.1f})",
          "-", "- (no volumetric strains)", f"{LITERATURE['B']:.0f}"),
         ("C11 (GPa)", f"{c['C11']:.0f}", "", pm(fit_model["C11"]), pm(fit_dft["C11"]), f"{LITERATURE['C11']:.0f}"),
         ("C12 (GPa)", f"{c['C12']:.0f}", "", "-", "- (not determined)", f"{LITERATURE['C12']:.0f}"),
@@ -173,7 +174,8 @@ def main():
     for r in [head] + rows:
         print("".join(str(v).ljust(w) for v, w in zip(r, widths)))
     print(f"\nstrain-energy fit residuals (meV/atom): DFT uniaxial {fit_dft['rms_uniaxial']:.2f}, shear "
-          f"{fit_dft['rms_shear']:.2f}; GAP uniaxial {fit_model['rms_uniaxial']:.2f}, shear {fit_model['rms_shear']:.2f}")
+          f"{fit_dft['rms_shear']:.2f}; GAP uniaxial {fit_model['rms_uniaxial']:.2f}, "
+          f"shear {fit_model['rms_shear']:.2f}")
     print("literature: Materials Project mp-129 (PBE), de Jong et al., Sci. Data 2, 150009 (2015); "
           "as used by Zuo et al., J. Phys. Chem. A 124, 731 (2020)")
 
