@@ -37,7 +37,7 @@ def main():
                       for f in ("time_fs", "potential_energy", "kinetic_energy", "total_energy", "temperature")),
                     n_atoms=nve.n_atoms, ensemble="langevin", timestep_fs=2.0, temperature_K=args.temperature)
     plot_md(both, "mo_md.png", title=f"bcc Mo, {len(atoms)} atoms: Langevin then NVE "
-                                     f"(NVE drift {nve.energy_drift() * 1e3:+.3f} meV/atom/ps)")
+                                     f"(NVE drift {nve.energy_drift() * 1e3:+.2g} meV/atom/ps)")
     print("wrote mo_md.traj, mo_md.log, mo_md.png")
 
 
