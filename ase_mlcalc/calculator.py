@@ -6,7 +6,6 @@ respect to the edge vectors (see :mod:`ase_mlcalc.graph`).
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from ase.calculators.calculator import Calculator, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress

@@ -61,12 +61,15 @@ def _add_plot(p, suffix):
                         "'' for none)")
 
 
-def _plot_path(args, suffix):
-    if args.plot is not None:
-        return args.plot or None
+def _write_plot(args, suffix, plot_fn, result):
+    """Draw ``result`` with ``plot_fn`` to --plot, or STRUCTURE_SUFFIX.png by default ('' for none)."""
     import os
 
-    return os.path.splitext(os.path.basename(args.structure))[0] + f"_{suffix}.png"
+    path = args.plot if args.plot is not None else (
+        os.path.splitext(os.path.basename(args.structure))[0] + f"_{suffix}.png")
+    if path:
+        plot_fn(result, path, title=f"{os.path.basename(args.structure)} / {os.path.basename(args.model)}")
+        print(f"plot written to {path}")
 
 
 def _read_structure_and_calc(args):
@@ -144,10 +147,7 @@ def _md(args):
     print(res.summary())
     if traj:
         print(f"trajectory written to {traj}")
-    plot = _plot_path(args, "md")
-    if plot:
-        plot_md(res, plot, title=f"{os.path.basename(args.structure)} / {os.path.basename(args.model)}")
-        print(f"plot written to {plot}")
+    _write_plot(args, "md", plot_md, res)
 
 
 def _add_relax(sub):
@@ -197,18 +197,13 @@ def _add_eos(sub):
 
 
 def _eos(args):
-    import os
-
     from .workflows import equation_of_state, plot_eos
 
     atoms, calc = _read_structure_and_calc(args)
     res = equation_of_state(atoms, calc, max_strain=args.strain, n_points=args.points, eos=args.eos,
                             relax_positions=args.relax_positions)
     print(res.summary())
-    plot = _plot_path(args, "eos")
-    if plot:
-        plot_eos(res, plot, title=f"{os.path.basename(args.structure)} / {os.path.basename(args.model)}")
-        print(f"plot written to {plot}")
+    _write_plot(args, "eos", plot_eos, res)
 
 
 def _add_elastic(sub):
@@ -250,8 +245,6 @@ def _add_phonons(sub):
 
 
 def _phonons(args):
-    import os
-
     from .workflows import phonons, plot_phonons
 
     atoms, calc = _read_structure_and_calc(args)
@@ -259,10 +252,7 @@ def _phonons(args):
     res = phonons(atoms, calc, supercell=args.supercell, delta=args.delta, path=args.path, npoints=args.npoints,
                   dos_kpts=tuple(args.dos_kpts), unit=args.unit, acoustic_sum_rule=not args.no_asr)
     print(res.summary())
-    plot = _plot_path(args, "phonons")
-    if plot:
-        plot_phonons(res, plot, title=f"{os.path.basename(args.structure)} / {os.path.basename(args.model)}")
-        print(f"plot written to {plot}")
+    _write_plot(args, "phonons", plot_phonons, res)
 
 
 def build_parser():

@@ -8,7 +8,6 @@ import argparse
 import os
 import sys
 
-import numpy as np
 from ase.build import bulk
 from ase.neighborlist import neighbor_list as ase_nl
 
