@@ -210,7 +210,8 @@ def forces_and_virial(graph, energy, create_graph=False, per_atom_virial=False):
 def _scatter_edges(g, r, i, j, n_atoms, per_atom_virial):
     """Forces, virial and (optionally) per-atom virials from edge gradients g = dE/dr (see forces_and_virial)."""
     forces = np.zeros((n_atoms, 3))
-    v = np.zeros(9)
+    # scalar accumulators: the compiler keeps them in registers
+    v00 = v01 = v02 = v10 = v11 = v12 = v20 = v21 = v22 = 0.0
     for e in range(g.shape[0]):
         a, b = i[e], j[e]
         g0, g1, g2 = g[e, 0], g[e, 1], g[e, 2]
@@ -221,15 +222,16 @@ def _scatter_edges(g, r, i, j, n_atoms, per_atom_virial):
         forces[b, 1] -= g1
         forces[b, 2] -= g2
         r0, r1, r2 = r[e, 0], r[e, 1], r[e, 2]
-        v[0] -= r0 * g0
-        v[1] -= r0 * g1
-        v[2] -= r0 * g2
-        v[3] -= r1 * g0
-        v[4] -= r1 * g1
-        v[5] -= r1 * g2
-        v[6] -= r2 * g0
-        v[7] -= r2 * g1
-        v[8] -= r2 * g2
+        v00 -= r0 * g0
+        v01 -= r0 * g1
+        v02 -= r0 * g2
+        v10 -= r1 * g0
+        v11 -= r1 * g1
+        v12 -= r1 * g2
+        v20 -= r2 * g0
+        v21 -= r2 * g1
+        v22 -= r2 * g2
+    virial = np.array([[v00, v01, v02], [v10, v11, v12], [v20, v21, v22]])
     atom_virial = np.zeros((n_atoms if per_atom_virial else 0, 3, 3))
     if per_atom_virial:
         for e in range(g.shape[0]):
@@ -238,4 +240,4 @@ def _scatter_edges(g, r, i, j, n_atoms, per_atom_virial):
                     w = -0.5 * r[e, c] * g[e, k]
                     atom_virial[i[e], c, k] += w
                     atom_virial[j[e], c, k] += w
-    return forces, v.reshape(3, 3), atom_virial
+    return forces, virial, atom_virial

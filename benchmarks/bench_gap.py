@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -91,22 +90,25 @@ def main():
         except ImportError:
             have_quippy = False
     if have_quippy:
-        with tempfile.TemporaryDirectory() as tmp:
-            if args.quippy_model:
-                xml, t_q = os.path.abspath(args.quippy_model), float("nan")
-            else:
-                src = os.path.join(tmp, "train.extxyz")
-                import ase.io
+        if args.quippy_model:
+            xml, t_q = os.path.abspath(args.quippy_model), float("nan")
+        else:
+            # gap_fit writes gap.xml plus gap.xml.sparseX.* files that the XML names: keep them together.
+            workdir = os.path.abspath("quippy_gap")
+            os.makedirs(workdir, exist_ok=True)
+            import ase.io
 
-                ase.io.write(src, train)
-                xml, t_q = train_quippy(src, args.n_sparse, tmp)
-            pot = Potential(param_filename=xml)
-            rows["quippy"] = (t_q, *errors(pot, test), energy_forces_time(pot, cell, args.repeat))
-            if not args.quippy_model:
-                shutil.copy(xml, "quippy_gap.xml")
-                for f in os.listdir(tmp):
-                    if f.startswith("gap.xml.sparseX"):
-                        shutil.copy(os.path.join(tmp, f), f.replace("gap.xml", "quippy_gap.xml"))
+            src = os.path.join(workdir, "train.extxyz")
+            ase.io.write(src, train)
+            xml, t_q = train_quippy(src, args.n_sparse, workdir)
+            print(f"quippy model written to {xml}")
+        cwd = os.getcwd()
+        os.chdir(os.path.dirname(xml))  # the sparseX files are found relative to the working directory
+        try:
+            pot = Potential(param_filename=os.path.basename(xml))
+        finally:
+            os.chdir(cwd)
+        rows["quippy"] = (t_q, *errors(pot, test), energy_forces_time(pot, cell, args.repeat))
 
     print(f"GAP, mlearn Mo, n_sparse {args.n_sparse}, SOAP n_max 8 l_max 8 cutoff 5.2 Å; "
           f"energy+forces on 128-atom bcc Mo, median of {args.repeat}")

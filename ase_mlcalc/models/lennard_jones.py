@@ -155,25 +155,34 @@ def _lj_kernel(D, i, j, sidx, eps_t, sig_t, cutoff, mode, ro, n_atoms, full_list
     mode 0: plain; 1: shifted by phi(cutoff); 2: ASE's smooth cutoff between ro and cutoff.
     """
     n = D.shape[0]
+    ns = eps_t.shape[0]
     energies = np.zeros(n_atoms)
     rc2 = cutoff * cutoff
     ro2 = ro * ro
+    den = (rc2 - ro2) ** 3
+    # per species pair: 4 eps, sigma^2 and the energy shift phi(cutoff)
+    four_eps = 4.0 * eps_t
+    sig2 = sig_t * sig_t
+    shift = np.zeros((ns, ns))
+    if mode == 1:
+        for a in range(ns):
+            for b in range(ns):
+                x = sig2[a, b] / rc2
+                c6c = x * x * x
+                shift[a, b] = four_eps[a, b] * (c6c * c6c - c6c)
     for e in range(n):
-        r2 = D[e, 0] * D[e, 0] + D[e, 1] * D[e, 1] + D[e, 2] * D[e, 2]
+        d0, d1, d2 = D[e, 0], D[e, 1], D[e, 2]
+        r2 = d0 * d0 + d1 * d1 + d2 * d2
         if r2 >= rc2:
             dphi[e, 0] = dphi[e, 1] = dphi[e, 2] = 0.0
             continue
         a, b = sidx[i[e]], sidx[j[e]]
-        ep = eps_t[a, b]
-        s2 = sig_t[a, b] ** 2
-        c6 = (s2 / r2) ** 3
-        phi = 4.0 * ep * (c6 * c6 - c6)
-        dphi_dr2 = -12.0 * ep * (2.0 * c6 * c6 - c6) / r2  # dphi/d(r^2)
-        if mode == 1:
-            c6c = (s2 / rc2) ** 3
-            phi -= 4.0 * ep * (c6c * c6c - c6c)
-        elif mode == 2 and r2 > ro2:
-            den = (rc2 - ro2) ** 3
+        fe = four_eps[a, b]
+        x = sig2[a, b] / r2
+        c6 = x * x * x
+        phi = fe * (c6 * c6 - c6) - shift[a, b]
+        dphi_dr2 = -3.0 * fe * (2.0 * c6 * c6 - c6) / r2  # dphi/d(r^2)
+        if mode == 2 and r2 > ro2:
             fc = (rc2 - r2) ** 2 * (rc2 + 2.0 * r2 - 3.0 * ro2) / den
             dfc = 6.0 * (rc2 - r2) * (ro2 - r2) / den
             dphi_dr2 = dphi_dr2 * fc + phi * dfc
@@ -181,8 +190,10 @@ def _lj_kernel(D, i, j, sidx, eps_t, sig_t, cutoff, mode, ro, n_atoms, full_list
         energies[i[e]] += 0.5 * phi
         if not full_list:
             energies[j[e]] += 0.5 * phi
-        for c in range(3):
-            dphi[e, c] = 2.0 * dphi_dr2 * D[e, c]
+        w = 2.0 * dphi_dr2
+        dphi[e, 0] = w * d0
+        dphi[e, 1] = w * d1
+        dphi[e, 2] = w * d2
     return energies
 
 
