@@ -50,6 +50,21 @@ def _fc(r, rc):
     return 0.5 * (math.cos(a * r) + 1.0), -0.5 * a * math.sin(a * r)
 
 
+@numba.njit(cache=True, inline="always")
+def _pow(x, z, zint):
+    """x ** z for x >= 0; exponentiation by squaring when z is a (small) integer."""
+    if zint >= 0:
+        result = 1.0
+        n = zint
+        while n > 0:
+            if n & 1:
+                result *= x
+            x *= x
+            n >>= 1
+        return result
+    return x ** z
+
+
 @numba.njit(cache=True, parallel=True)
 def _acsf_kernel(D, neighbors, offsets, sidx, rc, rad_eta, rad_rs, ang_eta, zeta, lam, pair_idx,
                  n_species, mode, grad_q, q, jac, out):
@@ -61,6 +76,12 @@ def _acsf_kernel(D, neighbors, offsets, sidx, rc, rad_eta, rad_rs, ang_eta, zeta
     nl = lam.size
     M = ang_eta.size * nz * nl
     ang0 = n_species * K
+    # 2^(1 - zeta) and integer exponents zeta - 1 (-1: not an integer)
+    pref = np.empty(nz)
+    zm1 = np.empty(nz, np.int64)
+    for iz in range(nz):
+        pref[iz] = 2.0 ** (1.0 - zeta[iz])
+        zm1[iz] = int(zeta[iz]) - 1 if zeta[iz] == int(zeta[iz]) and zeta[iz] <= 64 else -1
     for i in prange(n_atoms):
         s = offsets[i]
         t = offsets[i + 1]
@@ -68,6 +89,12 @@ def _acsf_kernel(D, neighbors, offsets, sidx, rc, rad_eta, rad_rs, ang_eta, zeta
         r = np.empty(n)
         f = np.empty(n)
         df = np.empty(n)
+        dcu = np.empty(3)
+        dcv = np.empty(3)
+        dCu = np.empty(3)
+        dCv = np.empty(3)
+        dBu = np.empty(3)
+        dBv = np.empty(3)
         for a in range(n):
             e = s + a
             rr = math.sqrt(D[e, 0] ** 2 + D[e, 1] ** 2 + D[e, 2] ** 2)
@@ -93,7 +120,7 @@ def _acsf_kernel(D, neighbors, offsets, sidx, rc, rad_eta, rad_rs, ang_eta, zeta
                             out[e, c] += w * D[e, c]
         if M == 0:
             continue
-        # angular G4 over unordered pairs of neighbours
+        # angular G4 over unordered pairs of neighbours; T = A(cos) B(r^2) C(fc)
         for a1 in range(n):
             e1 = s + a1
             b1 = sidx[neighbors[e1]]
@@ -116,55 +143,55 @@ def _acsf_kernel(D, neighbors, offsets, sidx, rc, rad_eta, rad_rs, ang_eta, zeta
                 p = pair_idx[b1, sidx[neighbors[e2]]]
                 base_col = ang0 + p * M
                 if mode != 0:
-                    # d cos / du, d cos / dv ; u = D[e1], v = D[e2], w = v - u
-                    dcu = np.empty(3)
-                    dcv = np.empty(3)
-                    dCu = np.empty(3)
-                    dCv = np.empty(3)
-                    dBu = np.empty(3)  # (1/B) dB/du / (-2 eta)
-                    dBv = np.empty(3)
-                    wv = (w0, w1, w2)
+                    # u = D[e1], v = D[e2], w = v - u
                     for c in range(3):
                         u_c = D[e1, c]
                         v_c = D[e2, c]
+                        w_c = D[e2, c] - D[e1, c]
                         dcu[c] = v_c / (r1 * r2) - cos * u_c / (r1 * r1)
                         dcv[c] = u_c / (r1 * r2) - cos * v_c / (r2 * r2)
-                        d3 = f[a1] * f[a2] * df3 * wv[c] / r3
+                        d3 = f[a1] * f[a2] * df3 * w_c / r3
                         dCu[c] = df[a1] * f[a2] * f3 * u_c / r1 - d3
                         dCv[c] = f[a1] * df[a2] * f3 * v_c / r2 + d3
-                        dBu[c] = u_c - wv[c]
-                        dBv[c] = v_c + wv[c]
+                        dBu[c] = u_c - w_c  # d(rsq)/du / 2
+                        dBv[c] = v_c + w_c
+                # dT = alpha dcos + beta d(rsq)/2 + gamma dC
+                sa = 0.0
+                sb = 0.0
+                sg = 0.0
                 m = 0
                 for ie in range(ang_eta.size):
                     eta = ang_eta[ie]
                     B = math.exp(-eta * rsq)
+                    BC = B * C
                     for iz in range(nz):
                         z = zeta[iz]
-                        pref = 2.0 ** (1.0 - z)
                         for il in range(nl):
                             lm = lam[il]
                             base = 1.0 + lm * cos
                             if base < 0.0:
                                 base = 0.0
-                            A = pref * base ** z
+                            pz1 = pref[iz] * _pow(base, z - 1.0, zm1[iz])
+                            A = pz1 * base
                             col = base_col + m
                             m += 1
-                            q[i, col] += A * B * C
-                            if mode != 0:
-                                dA = pref * z * lm * base ** (z - 1.0)
-                                if mode == 1:
-                                    for c in range(3):
-                                        jac[e1, col, c] += B * (dA * dcu[c] * C - 2.0 * eta * A * C * dBu[c]
-                                                                 + A * dCu[c])
-                                        jac[e2, col, c] += B * (dA * dcv[c] * C - 2.0 * eta * A * C * dBv[c]
-                                                                 + A * dCv[c])
-                                else:
-                                    gw = grad_q[i, col] * B
-                                    for c in range(3):
-                                        out[e1, c] += gw * (dA * dcu[c] * C - 2.0 * eta * A * C * dBu[c]
-                                                            + A * dCu[c])
-                                        out[e2, c] += gw * (dA * dcv[c] * C - 2.0 * eta * A * C * dBv[c]
-                                                            + A * dCv[c])
+                            q[i, col] += A * BC
+                            if mode == 1:
+                                alpha = z * lm * pz1 * BC
+                                beta = -2.0 * eta * A * BC
+                                gamma = A * B
+                                for c in range(3):
+                                    jac[e1, col, c] += alpha * dcu[c] + beta * dBu[c] + gamma * dCu[c]
+                                    jac[e2, col, c] += alpha * dcv[c] + beta * dBv[c] + gamma * dCv[c]
+                            elif mode == 2:
+                                gq = grad_q[i, col]
+                                sa += gq * z * lm * pz1 * BC
+                                sb += gq * -2.0 * eta * A * BC
+                                sg += gq * A * B
+                if mode == 2:
+                    for c in range(3):
+                        out[e1, c] += sa * dcu[c] + sb * dBu[c] + sg * dCu[c]
+                        out[e2, c] += sa * dcv[c] + sb * dBv[c] + sg * dCv[c]
 
 
 # ----------------------------------------------------------------------------- class
