@@ -211,3 +211,30 @@ def test_cuda():
     calc = train_bpnn(toy_frames(3), cutoff=4.5, hidden=(8,), epochs=2, progress=False, device="cuda",
                       **ACSF_SMALL)
     assert next(calc.model.parameters()).device.type == "cuda"
+
+
+def test_load_in_fresh_process(tmp_path):
+    """ase_mlcalc.load must know the bpnn family without importing ase_mlcalc.models.bpnn first."""
+    import subprocess
+    import sys
+
+    model = random_model(species=("Mo",))
+    path = tmp_path / "m.pt"
+    BPNN(model).save(path)
+    atoms = binary_cell()
+    atoms.numbers[:] = 42
+    atoms.calc = BPNN(model)
+    e = atoms.get_potential_energy()
+    code = ("import sys, ase_mlcalc; from ase.build import bulk; import numpy as np\n"
+            "a = bulk('Mo', 'bcc', a=3.2, cubic=True) * (2, 1, 1)\n"
+            "a.set_cell(a.cell.array @ np.array([[1.0, 0.05, 0.0], [0.0, 1.0, 0.04], [0.03, 0.0, 1.0]]),"
+            " scale_atoms=True)\n"
+            "a.rattle(0.1, seed=0)\n"
+            f"a.calc = ase_mlcalc.load({str(path)!r})\n"
+            "print(repr(a.get_potential_energy()))\n")
+    import os
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(ase_mlcalc.__file__))]
+                                                       + os.environ.get("PYTHONPATH", "").split(os.pathsep)))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert float(out.stdout.strip()) == e

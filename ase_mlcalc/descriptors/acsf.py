@@ -275,7 +275,7 @@ class ACSF(Descriptor):
     # -- parameters ---------------------------------------------------------------------------
 
     @classmethod
-    def default(cls, species, cutoff=5.0, n_radial=12, r_min=1.0, n_angular_eta=3, zeta=(1.0, 2.0, 4.0, 16.0),
+    def default(cls, species, cutoff=5.0, n_radial=16, r_min=1.5, n_angular_eta=3, zeta=(1.0, 2.0, 4.0, 16.0),
                 lambda_=(1.0, -1.0)):
         """A general-purpose parameter set.
 
