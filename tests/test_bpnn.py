@@ -238,3 +238,10 @@ def test_load_in_fresh_process(tmp_path):
                                                        + os.environ.get("PYTHONPATH", "").split(os.pathsep)))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert float(out.stdout.strip()) == e
+
+
+def test_bad_training_settings():
+    frames = toy_frames(2)
+    for kw in (dict(validation_fraction=1.0), dict(batch_size=0), dict(energy_weight=0.0, force_weight=0.0)):
+        with pytest.raises(ValueError):
+            train_bpnn(frames, epochs=1, progress=False, **kw)

@@ -294,10 +294,19 @@ def train_bpnn(train_frames, test_frames=None, species=None, cutoff=5.0, acsf=No
     ------
     TrainingDataError
         Frames without energies or forces, or with elements not in ``species``.
+    ValueError
+        Invalid settings (validation_fraction outside [0, 1), batch_size < 1, negative weights).
     """
     from ..training import composition_matrix, evaluate, fit_e0, read_frames, reference_values, species_of
 
     t_start = time.perf_counter()
+    if not 0 <= validation_fraction < 1:
+        raise ValueError(f"validation_fraction must lie in [0, 1), got {validation_fraction}")
+    if int(batch_size) < 1 or int(epochs) < 0:
+        raise ValueError(f"need batch_size >= 1 and epochs >= 0, got {batch_size}, {epochs}")
+    if energy_weight < 0 or force_weight < 0 or energy_weight + force_weight == 0:
+        raise ValueError("energy_weight and force_weight must be >= 0 and not both zero")
+    batch_size, epochs = int(batch_size), int(epochs)
     device = resolve_device(device)
     frames = read_frames(train_frames)
     if not frames:
