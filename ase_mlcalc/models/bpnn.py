@@ -246,9 +246,9 @@ def _evaluate_set(model, data, batch_size):
 
 def train_bpnn(train_frames, test_frames=None, species=None, cutoff=5.0, acsf=None, n_radial=16, r_min=1.5,
                n_angular_eta=3, zeta=(1.0, 2.0, 4.0, 16.0), lambda_=(1.0, -1.0), hidden=(64, 64),
-               activation="tanh", energy_weight=1.0, force_weight=0.01, epochs=600, batch_size=8, lr=3e-3,
-               lr_factor=0.5, lr_patience=25, min_lr=1e-5, weight_decay=0.0, validation_fraction=0.1,
-               patience=80, seed=0, checkpoint=None, resume=False, checkpoint_every=10, progress=True,
+               activation="tanh", energy_weight=1.0, force_weight=0.003, epochs=2000, batch_size=16, lr=2e-3,
+               lr_factor=0.5, lr_patience=50, min_lr=1e-5, weight_decay=0.0, validation_fraction=0.1,
+               patience=150, seed=0, checkpoint=None, resume=False, checkpoint_every=10, progress=True,
                device="cpu", cache_descriptors=True, verbose=False):
     """Train a Behler-Parrinello network on energies and forces; returns a :class:`BPNN` calculator.
 
@@ -452,15 +452,15 @@ def add_train_arguments(parser):
     p.add_argument("--hidden", type=int, nargs="+", default=[64, 64], help="hidden widths (default 64 64)")
     p.add_argument("--activation", default="tanh", choices=sorted(ACTIVATIONS))
     p.add_argument("--energy-weight", type=float, default=1.0)
-    p.add_argument("--force-weight", type=float, default=0.01)
-    p.add_argument("--epochs", type=int, default=600)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--force-weight", type=float, default=0.003)
+    p.add_argument("--epochs", type=int, default=2000)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--lr-factor", type=float, default=0.5)
-    p.add_argument("--lr-patience", type=int, default=25)
+    p.add_argument("--lr-patience", type=int, default=50)
     p.add_argument("--min-lr", type=float, default=1e-5)
     p.add_argument("--validation-fraction", type=float, default=0.1)
-    p.add_argument("--patience", type=int, default=80, help="early-stopping patience, epochs")
+    p.add_argument("--patience", type=int, default=150, help="early-stopping patience, epochs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint", help="checkpoint file (written during training)")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
