@@ -18,6 +18,20 @@ Training (:func:`train_bpnn`) fits energies and forces: the descriptors and
 their Jacobians of the training frames are computed once, and the force
 loss is differentiated through the (materialised, hence differentiable)
 Jacobian.
+
+Accuracy with the defaults (``train_bpnn(train, test)``: 40 ACSF features,
+rc = 5 Å, [64, 64] tanh networks, seed 0, one CPU thread; mlearn data of
+Zuo et al., J. Phys. Chem. A 124, 731 (2020)), test-set RMSE:
+
+=====  =================  ==============  ==============  ===========================
+set    energy (meV/atom)  forces (eV/Å)   training time   published NNP energy RMSE
+=====  =================  ==============  ==============  ===========================
+Mo     6.43               0.253           ~7 min          5.67
+Li     1.11               0.033           ~4 min          0.98
+=====  =================  ==============  ==============  ===========================
+
+The largest Mo test errors are on a surface slab (24 atoms, -22 meV/atom)
+and hot compressed AIMD frames, both sparsely represented in the training set.
 """
 
 from __future__ import annotations
