@@ -13,6 +13,8 @@ except ImportError:  # pragma: no cover - depends on the ASE version
 
 _CALCULATORS = {
     "ase_mlcalc.LennardJones": "ase_mlcalc.models.lennard_jones.LennardJones",
+    "ase_mlcalc.GAP": "ase_mlcalc.models.sparse_gp.GAP",
+    "ase_mlcalc.BPNN": "ase_mlcalc.models.bpnn.BPNN",
 }
 
 __ase_plugins__ = set()

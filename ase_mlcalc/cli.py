@@ -18,6 +18,7 @@ import sys
 TRAINERS = {
     "lj": "ase_mlcalc.models.lennard_jones",
     "gap": "ase_mlcalc.models.sparse_gp",
+    "bpnn": "ase_mlcalc.models.bpnn",
 }
 
 

@@ -1,7 +1,15 @@
 import os
 
-import numpy as np
-import pytest
+# One thread each for numba and torch: on a 2-core machine pytest plus thread
+# pools oversubscribe the cores (and the kernels are tested, not timed, here).
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
 
 DATA = os.path.join(os.path.dirname(__file__), "..", "examples", "data")
 

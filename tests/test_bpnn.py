@@ -1,0 +1,248 @@
+"""BPNN model, calculator and training on tiny data sets."""
+
+import numpy as np
+import pytest
+import torch
+from ase.build import bulk
+from ase.calculators.singlepoint import SinglePointCalculator
+
+import ase_mlcalc
+from ase_mlcalc import ModelFileError, TrainingDataError, UnknownElementError
+from ase_mlcalc.models.bpnn import BPNN, BPNNModel, train_bpnn, train_from_args
+
+ACSF_SMALL = dict(n_radial=5, n_angular_eta=2, zeta=(1.0, 4.0), lambda_=(1.0, -1.0))
+
+
+def random_model(species=("Mo", "Nb"), cutoff=3.8, seed=0, activation="tanh"):
+    torch.manual_seed(seed)
+    model = BPNNModel(species, cutoff, hidden=(8, 8), activation=activation, acsf_defaults=ACSF_SMALL)
+    with torch.no_grad():
+        model.e0.copy_(torch.tensor([-10.0, -7.0][:len(species)], dtype=torch.float64))
+        model.energy_scale.fill_(0.5)
+        model.feature_mean.normal_(0, 0.3)
+        model.feature_std.uniform_(0.5, 2.0)
+    return model
+
+
+def binary_cell(seed=0):
+    atoms = bulk("Mo", "bcc", a=3.2, cubic=True) * (2, 1, 1)
+    atoms.numbers[[1, 2]] = 41
+    atoms.set_cell(atoms.cell.array @ np.array([[1.0, 0.05, 0.0], [0.0, 1.0, 0.04], [0.03, 0.0, 1.0]]),
+                   scale_atoms=True)
+    atoms.rattle(0.1, seed=seed)
+    return atoms
+
+
+def toy_frames(n=6, seed=0, size=1):
+    """Rattled, strained bcc Mo labelled with a Lennard-Jones potential (a smooth target)."""
+    from ase_mlcalc import LennardJones
+
+    lj = LennardJones(epsilon=0.3, sigma=2.5, rc=4.5)
+    rng = np.random.default_rng(seed)
+    frames = []
+    for k in range(n):
+        a = bulk("Mo", "bcc", a=3.15 + 0.05 * rng.normal(), cubic=True) * (size, size, size)
+        a.rattle(0.08, seed=int(rng.integers(1e6)))
+        a.calc = lj
+        e, f = a.get_potential_energy(), a.get_forces()
+        a.calc = SinglePointCalculator(a, energy=e, forces=f)
+        frames.append(a)
+    return frames
+
+
+def test_forces_and_stress_match_finite_differences():
+    atoms = binary_cell()
+    atoms.calc = BPNN(random_model())
+    f = atoms.get_forces()
+    assert np.abs(f).max() > 1e-3
+    h = 1e-5
+    num = np.zeros_like(f)
+    for k in range(len(atoms)):
+        for c in range(3):
+            for sgn in (1, -1):
+                b = atoms.copy()
+                b.calc = atoms.calc
+                b.positions[k, c] += sgn * h
+                num[k, c] -= sgn * b.get_potential_energy() / (2 * h)
+    np.testing.assert_allclose(f, num, rtol=1e-6, atol=1e-7)
+    # stress: derivative with respect to a symmetric strain of the cell, divided by the volume
+    stress = atoms.get_stress(voigt=False)
+    assert np.abs(stress).max() > 1e-4
+    num_s = np.zeros((3, 3))
+    for a_ in range(3):
+        for b_ in range(3):
+            eps = np.zeros((3, 3))
+            eps[a_, b_] += 0.5 * h
+            eps[b_, a_] += 0.5 * h
+            es = []
+            for sgn in (1, -1):
+                b = atoms.copy()
+                b.calc = atoms.calc
+                b.set_cell(atoms.cell.array @ (np.eye(3) + sgn * eps), scale_atoms=True)
+                es.append(b.get_potential_energy())
+            num_s[a_, b_] = (es[0] - es[1]) / (2 * h) / atoms.get_volume()
+    np.testing.assert_allclose(stress, num_s, rtol=1e-6, atol=1e-8)
+    # per-atom energies include e0 and sum to the total
+    np.testing.assert_allclose(atoms.get_potential_energies().sum(), atoms.get_potential_energy(), rtol=1e-12)
+
+
+def test_unknown_element_and_model_errors():
+    atoms = binary_cell()
+    atoms.numbers[0] = 73
+    atoms.calc = BPNN(random_model())
+    with pytest.raises(UnknownElementError, match="Ta"):
+        atoms.get_potential_energy()
+    with pytest.raises(ValueError, match="activation"):
+        BPNNModel(["Mo"], 4.0, activation="relu6")
+    with pytest.raises(ValueError, match="cutoff"):
+        BPNNModel(["Mo"], -1.0)
+    with pytest.raises(TypeError):
+        BPNN(model=ase_mlcalc.LennardJonesModel([42], [[1.0]], [[2.0]], 4.0))
+
+
+def test_save_load_bit_identical(tmp_path):
+    model = random_model(activation="silu")
+    atoms = binary_cell(3)
+    calc = BPNN(model)
+    atoms.calc = calc
+    e, f, s = atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
+    path = tmp_path / "m.pt"
+    calc.save(path)
+    loaded = ase_mlcalc.load(path)
+    assert isinstance(loaded, BPNN) and loaded.model.activation == "silu"
+    b = atoms.copy()
+    b.calc = loaded
+    assert b.get_potential_energy() == e
+    np.testing.assert_array_equal(b.get_forces(), f)
+    np.testing.assert_array_equal(b.get_stress(), s)
+    # corrupt / truncated files
+    raw = path.read_bytes()
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ModelFileError):
+        ase_mlcalc.load(bad)
+    bad.write_bytes(b"not a model at all")
+    with pytest.raises(ModelFileError):
+        ase_mlcalc.load(bad)
+
+
+def test_training_overfits_tiny_set_and_beats_baseline():
+    frames = toy_frames(4)
+    calc = train_bpnn(frames, cutoff=4.5, hidden=(16,), epochs=300, batch_size=4, lr=1e-2, lr_patience=1000,
+                      patience=1000, validation_fraction=0.0, seed=1, progress=False, force_weight=0.1,
+                      **ACSF_SMALL)
+    hist = calc.model.fit_info["history"]
+    first = hist[0]["train_force_rmse"]
+    final = calc.metrics["train"]
+    assert final["force_rmse"] < 0.05 * first
+    assert final["energy_rmse"] < 0.05 * max(h["train_energy_rmse"] for h in hist[:3])
+    # e0 fitted (mean energy per atom for one element)
+    ref = np.mean([a.get_potential_energy() / len(a) for a in frames])
+    assert abs(float(calc.model.e0[0]) - ref) < 1e-9
+
+
+def test_same_seed_same_weights_and_resume(tmp_path):
+    frames = toy_frames(5, seed=3)
+    kw = dict(cutoff=4.5, hidden=(8,), epochs=6, batch_size=2, validation_fraction=0.2, progress=False,
+              **ACSF_SMALL)
+    a = train_bpnn(frames, seed=7, **kw).model.state_dict()
+    b = train_bpnn(frames, seed=7, **kw).model.state_dict()
+    c = train_bpnn(frames, seed=8, **kw).model.state_dict()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert any(not torch.equal(a[k], c[k]) for k in a if k.startswith("nets"))
+    # interrupted at epoch 3 + resumed == uninterrupted (same best weights)
+    ck = tmp_path / "ck.pt"
+    train_bpnn(frames, seed=7, checkpoint=ck, checkpoint_every=1, **{**kw, "epochs": 3})
+    r = train_bpnn(frames, seed=7, checkpoint=ck, resume=True, **kw).model.state_dict()
+    for k in a:
+        assert torch.equal(a[k], r[k]), k
+
+
+def test_uncached_descriptor_path_gives_same_training():
+    frames = toy_frames(3, seed=5)
+    kw = dict(cutoff=4.5, hidden=(8,), epochs=3, batch_size=2, validation_fraction=0.0, progress=False, seed=0,
+              **ACSF_SMALL)
+    a = train_bpnn(frames, cache_descriptors=True, **kw).model.state_dict()
+    b = train_bpnn(frames, cache_descriptors=False, **kw).model.state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-9, atol=1e-12)
+
+
+def test_frames_without_forces_raise():
+    frames = toy_frames(3)
+    frames[1].calc = SinglePointCalculator(frames[1], energy=frames[1].get_potential_energy())
+    with pytest.raises(TrainingDataError, match="frame 1"):
+        train_bpnn(frames, epochs=1, progress=False)
+
+
+def test_cli_functions(tmp_path):
+    import ase.io
+
+    from ase_mlcalc.cli import build_parser
+
+    frames = toy_frames(5, seed=2)
+    ase.io.write(tmp_path / "train.extxyz", frames)
+    out = tmp_path / "model.pt"
+    args = build_parser().parse_args(
+        ["train", "bpnn", "--train", str(tmp_path / "train.extxyz"), "--test", str(tmp_path / "train.extxyz"),
+         "-o", str(out), "--epochs", "2", "--hidden", "8", "--n-radial", "4",
+         "--n-angular-eta", "1", "--no-progress", "--cutoff", "4.5"])
+    calc = train_from_args(args)
+    assert (tmp_path / "model.png").stat().st_size > 1000
+    assert {"train", "test"} <= set(calc.metrics)
+    loaded = ase_mlcalc.load(out)
+    a = frames[0].copy()
+    a.calc = loaded
+    b = frames[0].copy()
+    b.calc = calc
+    assert a.get_potential_energy() == b.get_potential_energy()
+
+
+def test_cuda():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    model = random_model()
+    atoms = binary_cell()
+    atoms.calc = BPNN(random_model(), device="cpu")
+    e_cpu, f_cpu = atoms.get_potential_energy(), atoms.get_forces()
+    atoms.calc = BPNN(model, device="cuda")
+    np.testing.assert_allclose(atoms.get_potential_energy(), e_cpu, rtol=1e-10)
+    np.testing.assert_allclose(atoms.get_forces(), f_cpu, rtol=1e-8, atol=1e-10)
+    calc = train_bpnn(toy_frames(3), cutoff=4.5, hidden=(8,), epochs=2, progress=False, device="cuda",
+                      **ACSF_SMALL)
+    assert next(calc.model.parameters()).device.type == "cuda"
+
+
+def test_load_in_fresh_process(tmp_path):
+    """ase_mlcalc.load must know the bpnn family without importing ase_mlcalc.models.bpnn first."""
+    import subprocess
+    import sys
+
+    model = random_model(species=("Mo",))
+    path = tmp_path / "m.pt"
+    BPNN(model).save(path)
+    atoms = binary_cell()
+    atoms.numbers[:] = 42
+    atoms.calc = BPNN(model)
+    e = atoms.get_potential_energy()
+    code = ("import sys, ase_mlcalc; from ase.build import bulk; import numpy as np\n"
+            "a = bulk('Mo', 'bcc', a=3.2, cubic=True) * (2, 1, 1)\n"
+            "a.set_cell(a.cell.array @ np.array([[1.0, 0.05, 0.0], [0.0, 1.0, 0.04], [0.03, 0.0, 1.0]]),"
+            " scale_atoms=True)\n"
+            "a.rattle(0.1, seed=0)\n"
+            f"a.calc = ase_mlcalc.load({str(path)!r})\n"
+            "print(repr(a.get_potential_energy()))\n")
+    import os
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(ase_mlcalc.__file__))]
+                                                       + os.environ.get("PYTHONPATH", "").split(os.pathsep)))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert float(out.stdout.strip()) == e
+
+
+def test_bad_training_settings():
+    frames = toy_frames(2)
+    for kw in (dict(validation_fraction=1.0), dict(batch_size=0), dict(energy_weight=0.0, force_weight=0.0)):
+        with pytest.raises(ValueError):
+            train_bpnn(frames, epochs=1, progress=False, **kw)
