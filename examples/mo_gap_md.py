@@ -51,8 +51,9 @@ def main():
     thermalize_momenta(atoms, temperature_K=args.temperature, rng=np.random.default_rng(1))
     Stationary(atoms)
     atoms.calc = calc
+    # fixcm=False: ASE's fixcm=True does not sample NVT exactly (deprecated since ASE 3.28).
     dyn = Langevin(atoms, timestep=2 * units.fs, temperature_K=args.temperature, friction=0.01 / units.fs,
-                   rng=np.random.default_rng(2))
+                   fixcm=False, rng=np.random.default_rng(2))
     sigma, temps = [], []
 
     def observe():
