@@ -29,7 +29,9 @@ class MLCalculator(Calculator):
 
     Parameters
     ----------
-    model : AtomisticModel
+    model : AtomisticModel; the calculator moves it to ``device``, puts it in
+        eval mode and freezes its parameters (``requires_grad_(False)``) --
+        call ``model.requires_grad_(True)`` to train it further
     device : "cpu" (default), "cuda", or None for CUDA when available
     dtype : torch dtype of the computation, float64 by default (NVE energy
         conservation needs it); results are always float64 numpy arrays
