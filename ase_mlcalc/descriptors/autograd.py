@@ -39,19 +39,25 @@ class _VJPDescriptor(torch.autograd.Function):
 
 class _JacobianDescriptor(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, edge_vectors, descriptor, centers, neighbors, sidx, n_atoms):
-        D = _np(edge_vectors)
-        q, jac = descriptor.values_and_jacobian(D, centers, neighbors, sidx, n_atoms)
-        dev, dt = edge_vectors.device, edge_vectors.dtype
-        ctx.save_for_backward(torch.as_tensor(jac, dtype=dt, device=dev),
-                              torch.as_tensor(centers, device=dev))
-        return torch.as_tensor(q, dtype=dt, device=dev)
+    def forward(ctx, edge_vectors, q, jac, centers):
+        ctx.save_for_backward(jac, centers)
+        return q
 
     @staticmethod
     def backward(ctx, grad_q):
         jac, centers = ctx.saved_tensors
         g = torch.einsum("ef,efk->ek", grad_q[centers], jac)
-        return g, None, None, None, None, None
+        return g, None, None, None
+
+
+def from_jacobian(edge_vectors, q, jacobian, centers):
+    """Descriptors ``q`` (N, F) computed beforehand, tied to ``edge_vectors`` (E, 3) through
+    their Jacobian (E, F, 3) and the edges' ``centers`` (E,) (long tensor): the result
+    differentiates to ``edge_vectors`` with a backward made of torch operations, so it can be
+    differentiated again (training on forces). Used by :func:`descriptor_tensor` and by
+    training loops that compute the descriptors of fixed training frames once.
+    """
+    return _JacobianDescriptor.apply(edge_vectors, q, jacobian, centers)
 
 
 def descriptor_tensor(descriptor, graph, jacobian=False):
@@ -64,6 +70,11 @@ def descriptor_tensor(descriptor, graph, jacobian=False):
         idx = np.flatnonzero(keep)
         r = r[torch.as_tensor(idx, device=r.device)]
         centers, neighbors = centers[idx], neighbors[idx]
-    fn = _JacobianDescriptor if jacobian else _VJPDescriptor
-    return fn.apply(r, descriptor, np.ascontiguousarray(centers), np.ascontiguousarray(neighbors),
-                    np.ascontiguousarray(graph.species_index), graph.n_atoms)
+    centers, neighbors = np.ascontiguousarray(centers), np.ascontiguousarray(neighbors)
+    sidx = np.ascontiguousarray(graph.species_index)
+    if not jacobian:
+        return _VJPDescriptor.apply(r, descriptor, centers, neighbors, sidx, graph.n_atoms)
+    q, jac = descriptor.values_and_jacobian(_np(r), centers, neighbors, sidx, graph.n_atoms)
+    dev, dt = r.device, r.dtype
+    return from_jacobian(r, torch.as_tensor(q, dtype=dt, device=dev), torch.as_tensor(jac, dtype=dt, device=dev),
+                         torch.as_tensor(centers, device=dev))
