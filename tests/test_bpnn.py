@@ -1,5 +1,7 @@
 """BPNN model, calculator and training on tiny data sets."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -246,3 +248,79 @@ def test_bad_training_settings():
     for kw in (dict(validation_fraction=1.0), dict(batch_size=0), dict(energy_weight=0.0, force_weight=0.0)):
         with pytest.raises(ValueError):
             train_bpnn(frames, epochs=1, progress=False, **kw)
+
+
+def test_frame_weights():
+    from ase_mlcalc.models.bpnn import _frame_weights
+
+    frames = toy_frames(5, seed=2)
+    for a, t in zip(frames, "AAAAB"):
+        a.info["config_type"] = t
+    np.testing.assert_allclose(_frame_weights(frames, "balanced"), np.array([0.5, 0.5, 0.5, 0.5, 1.0]) / 0.6)
+    assert _frame_weights(frames, None) is None
+    for bad in ("rare", [1.0, 1.0], [1.0, 1.0, 1.0, 1.0, -1.0]):
+        with pytest.raises(ValueError):
+            train_bpnn(frames, epochs=1, progress=False, frame_weights=bad, **ACSF_SMALL)
+    kw = dict(cutoff=4.5, hidden=(8,), epochs=4, batch_size=2, validation_fraction=0.0, progress=False, seed=0,
+              **ACSF_SMALL)
+    # uniform weights == no weights
+    a = train_bpnn(frames, **kw).model.state_dict()
+    b = train_bpnn(frames, frame_weights=[3.0] * 5, **kw).model.state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-9, atol=1e-12)
+    # an inconsistent (shifted) frame is fitted more closely when up-weighted
+    from ase_mlcalc.training import evaluate
+
+    e = frames[4].get_potential_energy() + 0.05 * len(frames[4])
+    frames[4].calc = SinglePointCalculator(frames[4], energy=e, forces=frames[4].get_forces())
+    kw.update(epochs=150, lr=1e-2, lr_patience=1000, patience=1000, force_weight=0.01)
+    err = []
+    for w in (None, [1.0, 1.0, 1.0, 1.0, 20.0]):
+        pred = evaluate(train_bpnn(frames, frame_weights=w, **kw).model, frames)[1]
+        err.append(abs(pred["energy"][4] - e))
+    assert err[1] < 0.5 * err[0]
+
+
+def test_cosine_lr_schedule():
+    frames = toy_frames(3, seed=4)
+    calc = train_bpnn(frames, cutoff=4.5, hidden=(8,), epochs=10, batch_size=2, lr=1e-2, min_lr=1e-4,
+                      lr_schedule="cosine", patience=100, validation_fraction=0.0, progress=False, **ACSF_SMALL)
+    lrs = [h["lr"] for h in calc.model.fit_info["history"]]
+    expected = [1e-4 + 0.5 * (1e-2 - 1e-4) * (1 + math.cos(math.pi * (k + 1) / 10)) for k in range(10)]
+    np.testing.assert_allclose(lrs, expected, rtol=1e-9)
+    with pytest.raises(ValueError):
+        train_bpnn(frames, epochs=1, progress=False, lr_schedule="step", **ACSF_SMALL)
+
+
+def test_log_feature_transform(tmp_path):
+    torch.manual_seed(0)
+    model = BPNNModel(("Mo", "Nb"), 3.8, hidden=(8,), acsf_defaults=ACSF_SMALL, feature_transform="log")
+    atoms = binary_cell(1)
+    q = torch.rand(5, model.n_features, dtype=torch.float64)
+    # the readout sees log(q + 1e-4): equal to a plain model given the transformed features
+    plain = BPNNModel(("Mo", "Nb"), 3.8, hidden=(8,), acsf_defaults=ACSF_SMALL)
+    plain.load_state_dict(model.state_dict())
+    sidx = torch.tensor([0, 1, 0, 0, 1])
+    torch.testing.assert_close(model.readout(q, sidx), plain.readout(torch.log(q + 1e-4), sidx))
+    model.set_statistics(q.numpy(), sidx.numpy(), [-1.0, -2.0], 0.5)
+    torch.testing.assert_close(model.feature_mean[0], torch.log(q[sidx == 0] + 1e-4).mean(0))
+    # forces from autograd through the transform match finite differences; save/load keeps the transform
+    atoms.calc = BPNN(model)
+    f = atoms.get_forces()
+    h, k = 1e-5, 1
+    e = []
+    for sgn in (1, -1):
+        b = atoms.copy()
+        b.calc = atoms.calc
+        b.positions[k, 0] += sgn * h
+        e.append(b.get_potential_energy())
+    np.testing.assert_allclose(f[k, 0], -(e[0] - e[1]) / (2 * h), rtol=1e-6, atol=1e-8)
+    path = tmp_path / "m.pt"
+    atoms.calc.save(path)
+    loaded = ase_mlcalc.load(path)
+    assert loaded.model.feature_transform == "log"
+    b = atoms.copy()
+    b.calc = loaded
+    assert b.get_potential_energy() == atoms.get_potential_energy()
+    with pytest.raises(ValueError):
+        BPNNModel(("Mo",), 3.8, feature_transform="sqrt")

@@ -48,6 +48,9 @@ from ..descriptors.acsf import ACSF
 from ..errors import TrainingDataError
 from .base import AtomisticModel, as_atomic_numbers, register_family
 
+FEATURE_TRANSFORMS = ("none", "log")
+LOG_FEATURE_OFFSET = 1e-4
+
 ACTIVATIONS = {
     "tanh": torch.nn.Tanh,
     "silu": torch.nn.SiLU,
@@ -78,6 +81,9 @@ class BPNNModel(AtomisticModel):
     hidden : sequence of int, hidden-layer widths (default (64, 64))
     activation : "tanh" (default), "silu", "softplus" or "gelu"
     acsf_defaults : dict of keyword arguments for :meth:`ACSF.default` (used when ``acsf`` is None)
+    feature_transform : "none" (default) or "log": the networks see
+        ``log(q + 1e-4)`` instead of ``q`` before standardisation (compresses
+        symmetry functions that span orders of magnitude; ACSF values are >= 0)
 
     Buffers
     -------
@@ -89,10 +95,14 @@ class BPNNModel(AtomisticModel):
     ValueError for an unknown activation, empty/negative widths, bad cutoff or species.
     """
 
-    def __init__(self, species, cutoff=5.0, acsf=None, hidden=(64, 64), activation="tanh", acsf_defaults=None):
+    def __init__(self, species, cutoff=5.0, acsf=None, hidden=(64, 64), activation="tanh", acsf_defaults=None,
+                 feature_transform="none"):
         super().__init__(species, cutoff)
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; choose from {sorted(ACTIVATIONS)}")
+        if feature_transform not in FEATURE_TRANSFORMS:
+            raise ValueError(f"unknown feature_transform {feature_transform!r}; choose from {FEATURE_TRANSFORMS}")
+        self.feature_transform = feature_transform
         hidden = [int(h) for h in hidden]
         if any(h < 1 for h in hidden):
             raise ValueError(f"hidden widths must be positive integers, got {hidden}")
@@ -119,13 +129,21 @@ class BPNNModel(AtomisticModel):
         acsf = self.descriptor.parameters()
         del acsf["species"], acsf["cutoff"]
         return {"species": list(self.species), "cutoff": self.cutoff, "acsf": acsf,
-                "hidden": list(self.hidden), "activation": self.activation}
+                "hidden": list(self.hidden), "activation": self.activation,
+                "feature_transform": self.feature_transform}
+
+    def transform(self, q):
+        """Features fed to standardisation: ``q`` or ``log(q + 1e-4)`` (see ``feature_transform``)."""
+        if self.feature_transform == "log":
+            return torch.log(q.clamp_min(0) + LOG_FEATURE_OFFSET)
+        return q
 
     def readout(self, q, species_index):
         """Atomic energies without e0, (N,), from descriptors ``q`` (N, F) and species indices (N,) tensor."""
         mean = self.feature_mean.to(q.dtype)
         std = self.feature_std.to(q.dtype)
         scale = self.energy_scale.to(q.dtype)
+        q = self.transform(q)
         if len(self.nets) == 1:
             return self.nets[0]((q - mean[0]) / std[0]).squeeze(-1) * scale
         out = q.new_zeros(q.shape[0])
@@ -141,7 +159,7 @@ class BPNNModel(AtomisticModel):
 
     def set_statistics(self, descriptors, species_index, e0, energy_scale):
         """Set the standardisation buffers from training descriptors (N, F) and species indices (N,)."""
-        q = torch.as_tensor(descriptors, dtype=torch.float64)
+        q = self.transform(torch.as_tensor(descriptors, dtype=torch.float64))
         sidx = torch.as_tensor(species_index)
         with torch.no_grad():
             for s in range(len(self.species)):
@@ -246,6 +264,30 @@ def _loss_terms(model, data, idx, create_graph):
     return ((e - e_ref) / n) ** 2, (f - f_ref) ** 2
 
 
+def _frame_weights(frames, frame_weights):
+    """Per-frame loss weights (n_frames,) float64 numpy array with mean 1 (or None for uniform).
+
+    ``frame_weights`` None (uniform), "balanced" (each ``atoms.info["config_type"]``
+    group weighted by 1/sqrt(its frame count), so that rare configuration types
+    such as surfaces count more), or a sequence of one non-negative weight per frame.
+    """
+    if frame_weights is None:
+        return None
+    if isinstance(frame_weights, str):
+        if frame_weights != "balanced":
+            raise ValueError(f"frame_weights must be None, 'balanced' or one weight per frame, got {frame_weights!r}")
+        types = [str(a.info.get("config_type", "")) for a in frames]
+        counts = {t: types.count(t) for t in set(types)}
+        w = np.array([1.0 / math.sqrt(counts[t]) for t in types])
+    else:
+        w = np.asarray(frame_weights, dtype=np.float64).reshape(-1)
+        if len(w) != len(frames):
+            raise ValueError(f"frame_weights has {len(w)} entries for {len(frames)} training frames")
+        if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+            raise ValueError("frame_weights must be finite, non-negative and not all zero")
+    return w / w.mean()
+
+
 def _evaluate_set(model, data, batch_size):
     """(energy MSE per atom (eV/atom)^2, force MSE (eV/Å)^2) over a whole set."""
     se, sf, nf = 0.0, 0.0, 0
@@ -262,7 +304,7 @@ def train_bpnn(train_frames, test_frames=None, species=None, cutoff=5.0, acsf=No
                n_angular_eta=3, zeta=(1.0, 2.0, 4.0, 16.0), lambda_=(1.0, -1.0), hidden=(64, 64),
                activation="tanh", energy_weight=1.0, force_weight=0.003, epochs=2000, batch_size=16, lr=2e-3,
                lr_factor=0.5, lr_patience=50, min_lr=1e-5, weight_decay=0.0, validation_fraction=0.1,
-               patience=150, seed=0, checkpoint=None, resume=False, checkpoint_every=10, progress=True,
+               patience=150, lr_schedule="plateau", frame_weights=None, feature_transform="none", seed=0, checkpoint=None, resume=False, checkpoint_every=10, progress=True,
                device="cpu", cache_descriptors=True, verbose=False):
     """Train a Behler-Parrinello network on energies and forces; returns a :class:`BPNN` calculator.
 
@@ -283,9 +325,17 @@ def train_bpnn(train_frames, test_frames=None, species=None, cutoff=5.0, acsf=No
     cutoff : float, Å
     acsf : dict of ACSF parameters (see :class:`BPNNModel`), or None for
         :meth:`ACSF.default` with ``n_radial``, ``r_min``, ``n_angular_eta``, ``zeta``, ``lambda_``
-    hidden, activation : network shape (see :class:`BPNNModel`)
+    hidden, activation, feature_transform : network shape and input transform (see :class:`BPNNModel`)
     energy_weight, force_weight : loss weights (see above)
     epochs, batch_size, lr, lr_factor, lr_patience, min_lr, weight_decay : optimiser settings
+    lr_schedule : "plateau" (default: ReduceLROnPlateau as above) or "cosine"
+        (cosine annealing from ``lr`` to ``min_lr`` over ``epochs``; ``lr_factor``
+        and ``lr_patience`` unused; early stopping after ``patience`` still applies)
+    frame_weights : None (uniform), "balanced" (weight each ``atoms.info["config_type"]``
+        group by 1/sqrt(frame count), up-weighting rare types such as surfaces) or
+        one non-negative weight per training frame; weights are normalised to mean 1
+        over the training part and multiply both the energy and the force loss of a
+        frame. The validation loss (schedule, early stopping) stays unweighted.
     validation_fraction : share of ``train_frames`` held out for the schedule and
         early stopping (0: none; then the training loss drives both)
     patience : early-stopping patience in epochs
@@ -320,6 +370,8 @@ def train_bpnn(train_frames, test_frames=None, species=None, cutoff=5.0, acsf=No
         raise ValueError(f"need batch_size >= 1 and epochs >= 0, got {batch_size}, {epochs}")
     if energy_weight < 0 or force_weight < 0 or energy_weight + force_weight == 0:
         raise ValueError("energy_weight and force_weight must be >= 0 and not both zero")
+    if lr_schedule not in ("plateau", "cosine"):
+        raise ValueError(f"lr_schedule must be 'plateau' or 'cosine', got {lr_schedule!r}")
     batch_size, epochs = int(batch_size), int(epochs)
     device = resolve_device(device)
     frames = read_frames(train_frames)
@@ -335,11 +387,17 @@ def train_bpnn(train_frames, test_frames=None, species=None, cutoff=5.0, acsf=No
     perm = torch.randperm(len(frames), generator=gen).tolist()
     val_idx, train_idx = sorted(perm[:n_val]), sorted(perm[n_val:])
     tr_frames = [frames[k] for k in train_idx]
+    if frame_weights is not None and not isinstance(frame_weights, str):
+        if len(frame_weights) != len(frames):
+            raise ValueError(f"frame_weights has {len(frame_weights)} entries for {len(frames)} training frames")
+        frame_weights = [frame_weights[k] for k in train_idx]
+    fw = _frame_weights(tr_frames, frame_weights)
     va_frames = [frames[k] for k in val_idx]
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         model = BPNNModel(species, cutoff, acsf=acsf, hidden=hidden, activation=activation,
+                          feature_transform=feature_transform,
                           acsf_defaults=dict(n_radial=n_radial, r_min=r_min, n_angular_eta=n_angular_eta,
                                              zeta=zeta, lambda_=lambda_))
     # statistics from the training part only
@@ -361,7 +419,13 @@ def train_bpnn(train_frames, test_frames=None, species=None, cutoff=5.0, acsf=No
 
     params = [p for p in model.parameters()]
     opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=lr_factor, patience=lr_patience)
+    if lr_schedule == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1), eta_min=min_lr)
+    else:
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=lr_factor, patience=lr_patience)
+    if fw is not None:
+        fw_t = torch.as_tensor(fw, device=device)
+        tr_atoms = tr.n_atoms.to(torch.long)
     history = []
     best = {"loss": math.inf, "state": None, "epoch": -1}
     start_epoch = 0
@@ -401,7 +465,13 @@ def train_bpnn(train_frames, test_frames=None, species=None, cutoff=5.0, acsf=No
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
             de2, df2 = _loss_terms(model, tr, idx, create_graph=True)
-            loss = energy_weight * de2.mean() + force_weight * df2.mean()
+            if fw is None:
+                loss = energy_weight * de2.mean() + force_weight * df2.mean()
+            else:
+                idx_t = torch.as_tensor(idx, device=de2.device)
+                w_at = torch.repeat_interleave(fw_t[idx_t], tr_atoms[idx_t])
+                loss = (energy_weight * (fw_t[idx_t] * de2).mean()
+                        + force_weight * (w_at[:, None] * df2).sum() / df2.numel())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -414,7 +484,10 @@ def train_bpnn(train_frames, test_frames=None, species=None, cutoff=5.0, acsf=No
         else:
             va_e, va_f = tr_e, tr_f
         val_loss = energy_weight * va_e + force_weight * va_f
-        sched.step(val_loss)
+        if lr_schedule == "cosine":
+            sched.step()
+        else:
+            sched.step(val_loss)
         rec = {"epoch": epoch, "train_energy_rmse": 1000 * math.sqrt(tr_e), "train_force_rmse": math.sqrt(tr_f),
                "val_energy_rmse": 1000 * math.sqrt(va_e), "val_force_rmse": math.sqrt(va_f),
                "loss": val_loss, "lr": opt.param_groups[0]["lr"]}
@@ -462,6 +535,11 @@ def add_train_arguments(parser):
     p.add_argument("--zeta", type=float, nargs="+", default=[1.0, 2.0, 4.0, 16.0])
     p.add_argument("--hidden", type=int, nargs="+", default=[64, 64], help="hidden widths (default 64 64)")
     p.add_argument("--activation", default="tanh", choices=sorted(ACTIVATIONS))
+    p.add_argument("--feature-transform", default="none", choices=FEATURE_TRANSFORMS,
+                   help="'log': networks see log(ACSF + 1e-4) (default none)")
+    p.add_argument("--lr-schedule", default="plateau", choices=("plateau", "cosine"))
+    p.add_argument("--frame-weights", choices=("balanced",),
+                   help="'balanced': weight frames by 1/sqrt(count of their config_type) (default uniform)")
     p.add_argument("--energy-weight", type=float, default=1.0)
     p.add_argument("--force-weight", type=float, default=0.003)
     p.add_argument("--epochs", type=int, default=2000)
@@ -495,6 +573,9 @@ def train_from_args(args):
                       force_weight=args.force_weight, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       lr_factor=args.lr_factor, lr_patience=args.lr_patience, min_lr=args.min_lr,
                       validation_fraction=args.validation_fraction, patience=args.patience, seed=args.seed,
+                      feature_transform=getattr(args, "feature_transform", "none"),
+                      lr_schedule=getattr(args, "lr_schedule", "plateau"),
+                      frame_weights=getattr(args, "frame_weights", None),
                       checkpoint=args.checkpoint, resume=args.resume, progress=not args.no_progress,
                       device=args.device)
     info = calc.model.fit_info
