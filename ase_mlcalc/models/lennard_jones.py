@@ -178,10 +178,11 @@ def _lj_kernel(D, i, j, sidx, eps_t, sig_t, cutoff, mode, ro, n_atoms, full_list
             continue
         a, b = sidx[i[e]], sidx[j[e]]
         fe = four_eps[a, b]
-        x = sig2[a, b] / r2
+        inv_r2 = 1.0 / r2
+        x = sig2[a, b] * inv_r2
         c6 = x * x * x
         phi = fe * (c6 * c6 - c6) - shift[a, b]
-        dphi_dr2 = -3.0 * fe * (2.0 * c6 * c6 - c6) / r2  # dphi/d(r^2)
+        dphi_dr2 = -3.0 * fe * (2.0 * c6 * c6 - c6) * inv_r2  # dphi/d(r^2)
         if mode == 2 and r2 > ro2:
             fc = (rc2 - r2) ** 2 * (rc2 + 2.0 * r2 - 3.0 * ro2) / den
             dfc = 6.0 * (rc2 - r2) * (ro2 - r2) / den
