@@ -45,6 +45,7 @@ import torch
 
 from ..calculator import MLCalculator, resolve_device
 from ..descriptors.acsf import ACSF
+from ..descriptors.autograd import from_jacobian
 from ..errors import TrainingDataError
 from .base import AtomisticModel, as_atomic_numbers, register_family
 
@@ -196,21 +197,6 @@ register_family("bpnn", BPNNModel, BPNN)
 # ----------------------------------------------------------------------------- training
 
 
-class _PrecomputedDescriptor(torch.autograd.Function):
-    """Descriptors computed beforehand, with their Jacobian: same backward as
-    the ``jacobian=True`` bridge of :meth:`Descriptor.torch` (differentiable)."""
-
-    @staticmethod
-    def forward(ctx, edge_vectors, q, jac, centers):
-        ctx.save_for_backward(jac, centers)
-        return q
-
-    @staticmethod
-    def backward(ctx, grad_q):
-        jac, centers = ctx.saved_tensors
-        return torch.einsum("ef,efk->ek", grad_q[centers], jac), None, None, None
-
-
 class _Data:
     """Graphs, reference values and (optionally) cached descriptors+Jacobians of frames."""
 
@@ -244,8 +230,8 @@ def _energies_forces(model, data, idx, create_graph):
     g = batch_graphs([data.graphs[k] for k in idx])
     sidx = g.tensor("species_index")
     if data.q is not None:
-        q = _PrecomputedDescriptor.apply(g.edge_vectors, torch.cat([data.q[k] for k in idx]),
-                                         torch.cat([data.jac[k] for k in idx]), g.tensor("centers"))
+        q = from_jacobian(g.edge_vectors, torch.cat([data.q[k] for k in idx]),
+                          torch.cat([data.jac[k] for k in idx]), g.tensor("centers"))
         eps = model.readout(q, sidx) + model.e0[sidx]
     else:
         model.descriptor_jacobian = True
