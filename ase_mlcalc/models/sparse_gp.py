@@ -111,6 +111,7 @@ class SparseGPModel(AtomisticModel):
 
     def atomic_energies(self, graph):
         q = self.soap.torch(graph)
+        graph.__dict__["soap_values"] = q.detach()  # reused by extra_results for this graph
         return self.kernel(q, graph.tensor("species_index")) @ self.alpha.to(q.dtype)
 
     @property
@@ -126,8 +127,9 @@ class SparseGPModel(AtomisticModel):
             return {}
         with torch.no_grad():
             r = graph.edge_vectors.detach()
-            q = torch.as_tensor(self.soap.values(r.cpu().numpy(), graph.centers, graph.neighbors,
-                                                 graph.species_index, graph.n_atoms), dtype=r.dtype, device=r.device)
+            q = graph.__dict__.get("soap_values")
+            if q is None:
+                q = self.soap.torch(graph).detach()
             k = self.kernel(q, graph.tensor("species_index"))
             U, R = self.kmm_factor.to(r.dtype), self.posterior_factor.to(r.dtype)
             # |A^-T x|^2 for each row x of k, and for their sum s.
