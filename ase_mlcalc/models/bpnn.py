@@ -320,8 +320,9 @@ def train_bpnn(train_frames, test_frames=None, species=None, cutoff=5.0, acsf=No
     ``patience`` epochs, or when the learning rate falls below ``min_lr``.
     Then, from the best Adam weights, ``lbfgs_steps`` iterations of full-batch
     L-BFGS (:class:`torch.optim.LBFGS`, strong-Wolfe line search; the gradient of
-    the whole training set's loss is accumulated over chunks of frames) refine
-    the fit, validated every 20 iterations; it stops early after
+    the whole training set's loss, divided by its starting value so that
+    L-BFGS's tolerances are relative, is accumulated over chunks of frames)
+    refine the fit, validated every 20 iterations; it stops early after
     ``lbfgs_patience`` iterations without a better validation loss. Small
     data sets such as mlearn's (~200 frames) are fitted far more tightly by
     this second-order refinement than by Adam alone (Mo test energy RMSE
@@ -445,7 +446,7 @@ def train_bpnn(train_frames, test_frames=None, species=None, cutoff=5.0, acsf=No
     weights = None if fw is None else (torch.as_tensor(fw, device=device), tr.n_atoms.to(torch.long))
     history = []
     best = {"loss": math.inf, "state": None, "epoch": -1}
-    start_epoch, phase, lbfgs_done = 0, "adam", 0
+    start_epoch, phase, lbfgs_done, loss_scale = 0, "adam", 0, 1.0
     lbfgs_opt = None
     if lbfgs_steps > 0:
         lbfgs_opt = torch.optim.LBFGS(params, lr=1.0, max_iter=LBFGS_BLOCK, max_eval=3 * LBFGS_BLOCK,
@@ -464,6 +465,7 @@ def train_bpnn(train_frames, test_frames=None, species=None, cutoff=5.0, acsf=No
         history = ck["history"]
         start_epoch = ck["epoch"] + 1
         phase, lbfgs_done = ck.get("phase", "adam"), ck.get("lbfgs_iterations", 0)
+        loss_scale = ck.get("lbfgs_loss_scale", 1.0)
         if phase == "lbfgs":
             lbfgs_opt.load_state_dict(ck["lbfgs_optimizer"])
 
@@ -474,7 +476,8 @@ def train_bpnn(train_frames, test_frames=None, species=None, cutoff=5.0, acsf=No
                    "generator": gen.get_state(), "best_loss": best["loss"], "best_state": best["state"],
                    "best_epoch": best["epoch"], "history": history, "epoch": epoch,
                    "hyperparameters": model.hyperparameters(), "train_idx": train_idx,
-                   "phase": phase, "lbfgs_iterations": lbfgs_done, "lbfgs_steps": lbfgs_steps}
+                   "phase": phase, "lbfgs_iterations": lbfgs_done, "lbfgs_steps": lbfgs_steps,
+                   "lbfgs_loss_scale": loss_scale}
         if phase == "lbfgs":
             payload["lbfgs_optimizer"] = lbfgs_opt.state_dict()
         tmp = os.fspath(checkpoint) + ".tmp"
@@ -540,6 +543,9 @@ def train_bpnn(train_frames, test_frames=None, species=None, cutoff=5.0, acsf=No
             phase = "lbfgs"
             if best["state"] is not None:
                 model.load_state_dict(best["state"])
+            # L-BFGS minimises loss / (its starting value): its tolerances become relative
+            e2, f2 = _evaluate_set(model, tr, max(batch_size, 64))
+            loss_scale = max(energy_weight * e2 + force_weight * f2, 1e-300)
             save_checkpoint(epoch)
 
     if phase == "lbfgs":
@@ -555,6 +561,7 @@ def train_bpnn(train_frames, test_frames=None, species=None, cutoff=5.0, acsf=No
                 idx = list(range(start, min(start + chunk, len(tr))))
                 de2, df2 = _loss_terms(model, tr, idx, create_graph=True)
                 loss = _weighted_loss(de2, df2, idx, energy_weight, force_weight, len(tr), n_components, weights)
+                loss = loss / loss_scale
                 loss.backward()
                 total += float(loss.detach())
                 se += float(de2.detach().sum())
