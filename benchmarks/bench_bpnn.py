@@ -48,7 +48,7 @@ import torch
 from ase import units
 from ase.build import bulk
 from ase.calculators.calculator import all_changes
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+from ase.md.velocitydistribution import thermalize_momenta
 from ase.md.verlet import VelocityVerlet
 
 import ase_mlcalc
@@ -142,7 +142,7 @@ def time_calc(calc, atoms, repeats):
 def md_rate(calc, atoms, steps):
     atoms = atoms.copy()
     atoms.calc = calc
-    MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(0))
+    thermalize_momenta(atoms, temperature_K=300, rng=np.random.default_rng(0))
     dyn = VelocityVerlet(atoms, 2.0 * units.fs)
     dyn.run(2)
     t = time.perf_counter()
