@@ -382,3 +382,18 @@ def test_lbfgs_keeps_best_validated_weights_and_resumes(tmp_path, monkeypatch):
     for k in a:
         assert torch.equal(a[k], b[k]), k
     assert [h["loss"] for h in res.model.fit_info["history"]] == [h["loss"] for h in hist]
+
+
+def test_lbfgs_patience_stops_the_refinement():
+    frames = toy_frames(6, seed=3)
+    kw = dict(cutoff=4.5, hidden=(8,), epochs=4, batch_size=2, validation_fraction=0.34, seed=5,
+              lbfgs_steps=200, progress=False, **ACSF_SMALL)
+    full = train_bpnn(frames, lbfgs_patience=1000, **kw).model.fit_info
+    short = train_bpnn(frames, lbfgs_patience=20, **kw).model.fit_info
+    lb = [h for h in short["history"] if h["phase"] == "lbfgs"]
+    best_it = max([h["iteration"] for h in lb if h["epoch"] == short["best_epoch"]] or [0])
+    # stopped once 20 iterations passed without a better validation loss, before the run without patience
+    assert short["lbfgs_iterations"] < full["lbfgs_iterations"] - 20
+    assert 20 <= short["lbfgs_iterations"] - best_it < 40
+    # up to the stop both runs are the same
+    assert [h["loss"] for h in short["history"]] == [h["loss"] for h in full["history"]][:len(short["history"])]

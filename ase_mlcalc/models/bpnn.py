@@ -574,7 +574,6 @@ def train_bpnn(train_frames, test_frames=None, species=None, cutoff=5.0, acsf=No
             return torch.tensor(total, dtype=torch.float64)
 
         bar = tqdm(total=lbfgs_steps, initial=lbfgs_done, disable=not progress, desc="bpnn lbfgs", unit="it")
-        since_best = 0
         while lbfgs_done < lbfgs_steps:
             model.train()
             state = lbfgs_opt.state[params[0]]
@@ -590,9 +589,7 @@ def train_bpnn(train_frames, test_frames=None, species=None, cutoff=5.0, acsf=No
             rec = {"epoch": epoch, "phase": "lbfgs", "iteration": lbfgs_done,
                    "train_energy_rmse": 1000 * math.sqrt(tr_e), "train_force_rmse": math.sqrt(tr_f),
                    "lr": float("nan"), "_train": (tr_e, tr_f)}
-            previous_best = best["loss"]
             validate(rec)
-            since_best = 0 if best["loss"] < previous_best else since_best + n_iter
             bar.update(n_iter)
             bar.set_postfix(E=f"{rec['val_energy_rmse']:.2f}", F=f"{rec['val_force_rmse']:.3f}")
             if verbose:
@@ -600,10 +597,10 @@ def train_bpnn(train_frames, test_frames=None, species=None, cutoff=5.0, acsf=No
                       f"F {rec['train_force_rmse']:.4f} | val E {rec['val_energy_rmse']:.3f} "
                       f"F {rec['val_force_rmse']:.4f}")
             save_checkpoint(epoch)
-            if converged:
-                break  # gradient or change below L-BFGS's tolerances
-            if since_best >= lbfgs_patience:
-                break
+            best_iteration = max([h["iteration"] for h in history
+                                  if h.get("phase") == "lbfgs" and h["epoch"] == best["epoch"]] or [0])
+            if converged or not math.isfinite(tr_e + tr_f) or lbfgs_done - best_iteration >= lbfgs_patience:
+                break  # below L-BFGS's tolerances, diverged, or no better validation loss for a while
         bar.close()
     save_checkpoint(epoch)
     if best["state"] is not None:
