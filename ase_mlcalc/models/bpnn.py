@@ -33,8 +33,8 @@ Li, cutoff=6.0      0.81               0.019           ~25 min         0.98
 ==================  =================  ==============  ==============  ===========================
 
 Seed-to-seed spread on these small test sets (23 and 29 frames) is
-~0.5 meV/atom for Mo (seeds 0 and 1 with the first version of the L-BFGS
-phase: 4.11 and 4.56) and ~0.1 for Li (seed 1: 1.05). Without the
+~1 meV/atom for Mo (seed 1: 4.74) and ~0.1 for Li (seed 1: 1.05; with
+cutoff=6.0: 0.80). Without the
 L-BFGS phase (``lbfgs_steps=0``) the networks underfit: Mo 6.43 meV/atom, 0.253 eV/Å.
 """
 
