@@ -216,7 +216,7 @@ class _Data:
         f = torch.as_tensor(ref["forces"], device=device)
         offs = np.cumsum([0] + [len(a) for a in frames])
         self.forces = [f[offs[k]:offs[k + 1]] for k in range(len(frames))]
-        self.q, self.jac = None, None
+        self.q, self.jac, self._chunks = None, None, None
         if cache:
             self.q, self.jac = [], []
             for g in self.graphs:
@@ -228,16 +228,36 @@ class _Data:
     def __len__(self):
         return len(self.graphs)
 
+    def batch(self, idx):
+        """Frames ``idx`` as one batch: (graph, descriptors, Jacobians (None if not cached),
+        reference energies (B,), atom counts (B,), reference forces (atoms, 3))."""
+        from ..graph import batch_graphs
 
-def _energies_forces(model, data, idx, create_graph):
-    """Predicted (energies (B,), forces (atoms, 3)) and references for frames ``idx``."""
-    from ..graph import batch_graphs, forces_and_virial
+        g = batch_graphs([self.graphs[k] for k in idx])
+        q = jac = None
+        if self.q is not None:
+            q = torch.cat([self.q[k] for k in idx])
+            jac = torch.cat([self.jac[k] for k in idx])
+        idx_t = torch.as_tensor(idx, device=self.energy.device)
+        return g, q, jac, self.energy[idx_t], self.n_atoms[idx_t], torch.cat([self.forces[k] for k in idx])
 
-    g = batch_graphs([data.graphs[k] for k in idx])
+    def chunks(self, size):
+        """All frames in order as batches of at most ``size`` frames, assembled once per size and reused
+        (validation every epoch, full-batch L-BFGS every iteration)."""
+        if self._chunks is None or self._chunks[0] != size:
+            self._chunks = (size, [self.batch(list(range(start, min(start + size, len(self)))))
+                                   for start in range(0, len(self), size)])
+        return self._chunks[1]
+
+
+def _energies_forces(model, batch, create_graph):
+    """Predicted (energies (B,), forces (atoms, 3)) and references (energies, atom counts, forces) of a batch."""
+    from ..graph import forces_and_virial
+
+    g, q, jac, e_ref, n, f_ref = batch
     sidx = g.tensor("species_index")
-    if data.q is not None:
-        q = from_jacobian(g.edge_vectors, torch.cat([data.q[k] for k in idx]),
-                          torch.cat([data.jac[k] for k in idx]), g.tensor("centers"))
+    if q is not None:
+        q = from_jacobian(g.edge_vectors, q, jac, g.tensor("centers"))
         eps = model.readout(q, sidx) + model.e0[sidx]
     else:
         model.descriptor_jacobian = True
@@ -247,12 +267,12 @@ def _energies_forces(model, data, idx, create_graph):
             model.descriptor_jacobian = False
     e = torch.zeros(g.n_structures, dtype=eps.dtype, device=eps.device).index_add(0, g.tensor("batch"), eps)
     f, _, _ = forces_and_virial(g, e.sum(), create_graph=create_graph)
-    idx_t = torch.as_tensor(idx, device=e.device)
-    return e, f, data.energy[idx_t], data.n_atoms[idx_t], torch.cat([data.forces[k] for k in idx])
+    return e, f, e_ref, n, f_ref
 
 
-def _loss_terms(model, data, idx, create_graph):
-    e, f, e_ref, n, f_ref = _energies_forces(model, data, idx, create_graph)
+def _loss_terms(model, batch, create_graph):
+    """Squared errors of a batch: energies per atom (B,) and force components (atoms, 3)."""
+    e, f, e_ref, n, f_ref = _energies_forces(model, batch, create_graph)
     return ((e - e_ref) / n) ** 2, (f - f_ref) ** 2
 
 
@@ -297,9 +317,8 @@ def _frame_weights(frames, frame_weights):
 def _evaluate_set(model, data, batch_size):
     """(energy MSE per atom (eV/atom)^2, force MSE (eV/Å)^2) over a whole set."""
     se, sf, nf = 0.0, 0.0, 0
-    for start in range(0, len(data), batch_size):
-        idx = list(range(start, min(start + batch_size, len(data))))
-        de2, df2 = _loss_terms(model, data, idx, create_graph=False)
+    for batch in data.chunks(batch_size):
+        de2, df2 = _loss_terms(model, batch, create_graph=False)
         se += float(de2.detach().sum())
         sf += float(df2.detach().sum())
         nf += df2.numel()
@@ -488,14 +507,11 @@ def train_bpnn(train_frames, test_frames=None, species=None, cutoff=5.0, acsf=No
         torch.save(payload, tmp)
         os.replace(tmp, checkpoint)
 
-    def validate(rec):
-        """Validation errors into ``rec``; keeps the best weights; returns the validation loss."""
+    def validate(rec, train_mse):
+        """Validation errors into ``rec`` (the training MSEs stand in without a validation set);
+        appends ``rec`` to the history, keeps the best weights; returns the validation loss."""
         model.eval()
-        if va is not None:
-            va_e, va_f = _evaluate_set(model, va, max(batch_size, 32))
-        else:
-            va_e, va_f = rec.pop("_train")
-        rec.pop("_train", None)
+        va_e, va_f = _evaluate_set(model, va, max(batch_size, 32)) if va is not None else train_mse
         val_loss = energy_weight * va_e + force_weight * va_f
         rec.update(val_energy_rmse=1000 * math.sqrt(va_e), val_force_rmse=math.sqrt(va_f), loss=val_loss)
         history.append(rec)
@@ -516,7 +532,7 @@ def train_bpnn(train_frames, test_frames=None, species=None, cutoff=5.0, acsf=No
             se = sf = 0.0
             for start in range(0, len(order), batch_size):
                 idx = order[start:start + batch_size]
-                de2, df2 = _loss_terms(model, tr, idx, create_graph=True)
+                de2, df2 = _loss_terms(model, tr.batch(idx), create_graph=True)
                 loss = _weighted_loss(de2, df2, idx, energy_weight, force_weight, len(idx), df2.numel(), weights)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -525,8 +541,8 @@ def train_bpnn(train_frames, test_frames=None, species=None, cutoff=5.0, acsf=No
                 sf += float(df2.detach().mean()) * len(idx)
             tr_e, tr_f = se / len(tr), sf / len(tr)
             rec = {"epoch": epoch, "phase": "adam", "train_energy_rmse": 1000 * math.sqrt(tr_e),
-                   "train_force_rmse": math.sqrt(tr_f), "lr": opt.param_groups[0]["lr"], "_train": (tr_e, tr_f)}
-            val_loss = validate(rec)
+                   "train_force_rmse": math.sqrt(tr_f), "lr": opt.param_groups[0]["lr"]}
+            val_loss = validate(rec, (tr_e, tr_f))
             if lr_schedule == "cosine":
                 sched.step()
             else:
@@ -553,7 +569,6 @@ def train_bpnn(train_frames, test_frames=None, species=None, cutoff=5.0, acsf=No
             save_checkpoint(epoch)
 
     if phase == "lbfgs":
-        epoch = max(epoch, best["epoch"], max((h["epoch"] for h in history), default=-1))
         n_components = 3 * int(tr.n_atoms.sum())
         chunk = max(batch_size, 64)
 
@@ -561,9 +576,9 @@ def train_bpnn(train_frames, test_frames=None, species=None, cutoff=5.0, acsf=No
             # gradient of the full-training-set loss, accumulated over chunks of frames (bounded memory)
             lbfgs_opt.zero_grad(set_to_none=True)
             total, se, sf = 0.0, 0.0, 0.0
-            for start in range(0, len(tr), chunk):
+            for start, batch in zip(range(0, len(tr), chunk), tr.chunks(chunk)):
                 idx = list(range(start, min(start + chunk, len(tr))))
-                de2, df2 = _loss_terms(model, tr, idx, create_graph=True)
+                de2, df2 = _loss_terms(model, batch, create_graph=True)
                 loss = _weighted_loss(de2, df2, idx, energy_weight, force_weight, len(tr), n_components, weights)
                 loss = loss / loss_scale
                 loss.backward()
@@ -588,8 +603,8 @@ def train_bpnn(train_frames, test_frames=None, species=None, cutoff=5.0, acsf=No
             tr_e, tr_f = closure.train
             rec = {"epoch": epoch, "phase": "lbfgs", "iteration": lbfgs_done,
                    "train_energy_rmse": 1000 * math.sqrt(tr_e), "train_force_rmse": math.sqrt(tr_f),
-                   "lr": float("nan"), "_train": (tr_e, tr_f)}
-            validate(rec)
+                   "lr": float("nan")}
+            validate(rec, (tr_e, tr_f))
             bar.update(n_iter)
             bar.set_postfix(E=f"{rec['val_energy_rmse']:.2f}", F=f"{rec['val_force_rmse']:.3f}")
             if verbose:
