@@ -83,6 +83,8 @@ class LennardJonesModel(AtomisticModel):
     ro : float, Å, onset of the smooth cutoff (default 0.66 cutoff)
     """
 
+    full_list = False  # pair potential: each pair once (half list)
+
     def __init__(self, species, epsilon, sigma, cutoff, shift=True, smooth=False, ro=None):
         super().__init__(species, cutoff)
         eps = np.asarray(epsilon, dtype=np.float64)
@@ -134,11 +136,11 @@ class LennardJonesModel(AtomisticModel):
 
     def atomic_energies(self, graph):
         r = graph.edge_vectors
+        if r.device.type == "cpu" and not (self.log_epsilon.requires_grad or self.log_sigma.requires_grad):
+            return _LJInference.apply(r, self, graph)
         sidx = graph.tensor("species_index")
         i = graph.tensor("centers")
         j = graph.tensor("neighbors")
-        if r.device.type == "cpu" and not self.log_epsilon.requires_grad:
-            return _LJInference.apply(r, self, graph)
         phi = self.pair_energy((r * r).sum(1), sidx[i], sidx[j])
         # Half of each pair's energy goes to each atom: with a full list
         # the pair appears twice, once centred on each atom.
