@@ -111,8 +111,9 @@ class SparseGPModel(AtomisticModel):
 
     def atomic_energies(self, graph):
         q = self.soap.torch(graph)
-        graph.__dict__["soap_values"] = q.detach()  # reused by extra_results for this graph
-        return self.kernel(q, graph.tensor("species_index")) @ self.alpha.to(q.dtype)
+        k = self.kernel(q, graph.tensor("species_index"))
+        graph.__dict__["gap_kernel"] = (q.detach(), k.detach())  # reused by extra_results for this graph
+        return k @ self.alpha.to(q.dtype)
 
     @property
     def has_variance(self):
@@ -126,12 +127,12 @@ class SparseGPModel(AtomisticModel):
         if not self.has_variance:
             return {}
         with torch.no_grad():
-            r = graph.edge_vectors.detach()
-            q = graph.__dict__.get("soap_values")
-            if q is None:
+            if "gap_kernel" in graph.__dict__:
+                q, k = graph.__dict__["gap_kernel"]
+            else:
                 q = self.soap.torch(graph).detach()
-            k = self.kernel(q, graph.tensor("species_index"))
-            U, R = self.kmm_factor.to(r.dtype), self.posterior_factor.to(r.dtype)
+                k = self.kernel(q, graph.tensor("species_index"))
+            U, R = self.kmm_factor.to(q.dtype), self.posterior_factor.to(q.dtype)
             # |A^-T x|^2 for each row x of k, and for their sum s.
             ks = torch.cat([k, k.sum(0, keepdim=True)]).T
             proj_kmm = torch.linalg.solve_triangular(U.T, ks, upper=False).square().sum(0)
@@ -192,14 +193,9 @@ def cur_selection(X, n, rng, k=None):
     return np.sort(rng.choice(len(X), size=n, replace=False, p=np.maximum(p, 1e-300) / np.maximum(p, 1e-300).sum()))
 
 
-def _structure_rows(soap, atoms, species, Q, Qs, zeta, delta, want_virial):
+def _structure_rows(soap, atoms, Q, Qs, zeta, delta, want_virial):
     """K_NM rows of one structure: energy (M,), forces (n_atoms*3, M), virial (6, M) or None."""
-    from ..graph import species_index
-    from ..neighbors import pair_list
-
-    sidx = species_index(atoms.numbers, species)
-    i, j, S = pair_list(atoms.positions, atoms.cell.array, atoms.pbc, soap.cutoff)
-    D = np.ascontiguousarray(atoms.positions[j] - atoms.positions[i] + S @ atoms.cell.array)
+    D, i, j, sidx = soap.edges(atoms)
     q, jac = soap.values_and_jacobian(D, i, j, sidx, len(atoms))
     same = sidx[:, None] == Qs[None, :]
     qq = q @ Q.T  # (N, M)
@@ -261,7 +257,7 @@ def fit_gap(train_frames, species=None, cutoff=DEFAULTS["cutoff"],
     frames = list(train_frames)
     ref = reference_values(frames, require_forces=True)
     species = species_of(frames) if species is None else as_atomic_numbers(species)
-    composition_matrix(frames, species)  # raises for elements outside species
+    C = composition_matrix(frames, species)  # raises for elements outside species
     rng = np.random.default_rng(seed)
     soap = _soap(species, cutoff, cutoff_transition_width, n_max, l_max, atom_sigma)
     sig_e, sig_f, sig_v = default_sigma
@@ -288,7 +284,6 @@ def fit_gap(train_frames, species=None, cutoff=DEFAULTS["cutoff"],
     t_desc = time.perf_counter()
 
     e0 = fit_e0(frames, species, ref["energy"])
-    C = composition_matrix(frames, species)
     K_MM = delta ** 2 * (Q @ Q.T) ** zeta * (Qs[:, None] == Qs[None, :])
     K_MM[np.diag_indices(M)] += sparse_jitter * delta ** 2 + 1e-12
     U = scipy.linalg.cholesky(K_MM, lower=False)
@@ -299,7 +294,7 @@ def fit_gap(train_frames, species=None, cutoff=DEFAULTS["cutoff"],
     for k, atoms in enumerate(tqdm(frames, desc="kernel rows", disable=not progress, leave=False)):
         n = len(atoms)
         has_virial = ref["stress"] is not None and np.all(np.isfinite(ref["stress"][k]))
-        e_row, f_rows, v_rows = _structure_rows(soap, atoms, species, Q, Qs, zeta, delta, has_virial)
+        e_row, f_rows, v_rows = _structure_rows(soap, atoms, Q, Qs, zeta, delta, has_virial)
         w_e = 1.0 / (sig_e * np.sqrt(n))  # gap_fit's sigma_per_atom: variance sigma_E^2 * N
         blocks.append(e_row[None] * w_e)
         targets.append([(ref["energy"][k] - C[k] @ e0) * w_e])
