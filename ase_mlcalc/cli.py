@@ -86,7 +86,10 @@ def _read_structure_and_calc(args):
         raise ValueError(f"cannot read {args.structure}: {err}") from None
     if isinstance(atoms, list):
         raise ValueError(f"--index {args.index!r} selects {len(atoms)} frames; give a single frame")
-    return atoms, load(args.model, device=args.device)
+    calc = load(args.model, device=args.device)
+    if hasattr(calc, "uncertainty"):
+        calc.uncertainty = False  # no workflow here reports GAP variances; they cost as much as the forces
+    return atoms, calc
 
 
 def _maybe_relax_first(args, atoms, calc):

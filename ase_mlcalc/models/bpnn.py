@@ -689,10 +689,10 @@ def train_from_args(args):
                       force_weight=args.force_weight, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       lr_factor=args.lr_factor, lr_patience=args.lr_patience, min_lr=args.min_lr,
                       validation_fraction=args.validation_fraction, patience=args.patience, seed=args.seed,
-                      feature_transform=getattr(args, "feature_transform", "none"),
-                      lr_schedule=getattr(args, "lr_schedule", "plateau"),
-                      lbfgs_steps=getattr(args, "lbfgs_steps", LBFGS_STEPS),
-                      frame_weights=getattr(args, "frame_weights", None),
+                      feature_transform=args.feature_transform,
+                      lr_schedule=args.lr_schedule,
+                      lbfgs_steps=args.lbfgs_steps,
+                      frame_weights=args.frame_weights,
                       checkpoint=args.checkpoint, resume=args.resume, progress=not args.no_progress,
                       device=args.device)
     info = calc.model.fit_info
