@@ -4,7 +4,7 @@ import statistics
 import time
 
 
-def median_time(fn, repeat=5, warmup=1, min_time=0.0):
+def median_time(fn, repeat=5, warmup=1):
     """Median wall time (s) of ``fn()`` over ``repeat`` runs after ``warmup`` calls."""
     for _ in range(warmup):
         fn()

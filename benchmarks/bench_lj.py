@@ -7,8 +7,6 @@ time per atom and the ratios to ours.
 """
 
 import argparse
-import os
-import sys
 import time
 
 import numpy as np
@@ -18,9 +16,7 @@ from ase.calculators.lj import LennardJones as AseLJ
 from ase.md.velocitydistribution import thermalize_momenta
 from ase.md.verlet import VelocityVerlet
 
-sys.path.insert(0, os.path.dirname(__file__))
-
-from ase_mlcalc import LennardJones  # noqa: E402
+from ase_mlcalc import LennardJones
 
 EPS, SIG, RC = 0.0104, 3.4, 8.5
 
