@@ -95,6 +95,8 @@ def _acsf_kernel(D, neighbors, offsets, sidx, rc, rad_eta, rad_rs, ang_eta, zeta
         dCv = np.empty(3)
         dBu = np.empty(3)
         dBv = np.empty(3)
+        A_zl = np.empty(nz * nl)  # A(cos) and its (zeta - 1) power per (zeta, lambda): independent of eta
+        P_zl = np.empty(nz * nl)
         for a in range(n):
             e = s + a
             rr = math.sqrt(D[e, 0] ** 2 + D[e, 1] ** 2 + D[e, 2] ** 2)
@@ -155,6 +157,14 @@ def _acsf_kernel(D, neighbors, offsets, sidx, rc, rad_eta, rad_rs, ang_eta, zeta
                         dCv[c] = f[a1] * df[a2] * f3 * v_c / r2 + d3
                         dBu[c] = u_c - w_c  # d(rsq)/du / 2
                         dBv[c] = v_c + w_c
+                for iz in range(nz):
+                    for il in range(nl):
+                        base = 1.0 + lam[il] * cos
+                        if base < 0.0:
+                            base = 0.0
+                        pz1 = pref[iz] * _pow(base, zeta[iz] - 1.0, zm1[iz])
+                        P_zl[iz * nl + il] = pz1
+                        A_zl[iz * nl + il] = pz1 * base
                 # dT = alpha dcos + beta d(rsq)/2 + gamma dC
                 sa = 0.0
                 sb = 0.0
@@ -168,11 +178,8 @@ def _acsf_kernel(D, neighbors, offsets, sidx, rc, rad_eta, rad_rs, ang_eta, zeta
                         z = zeta[iz]
                         for il in range(nl):
                             lm = lam[il]
-                            base = 1.0 + lm * cos
-                            if base < 0.0:
-                                base = 0.0
-                            pz1 = pref[iz] * _pow(base, z - 1.0, zm1[iz])
-                            A = pz1 * base
+                            pz1 = P_zl[iz * nl + il]
+                            A = A_zl[iz * nl + il]
                             col = base_col + m
                             m += 1
                             q[i, col] += A * BC
