@@ -109,6 +109,14 @@ class LennardJonesModel(AtomisticModel):
         s = torch.exp(self.log_sigma.detach())
         return (0.5 * (s + s.T)).cpu().numpy()
 
+    def _tables(self):
+        """(epsilon, sigma) numpy tables for the inference kernel, rebuilt only when a parameter changed."""
+        key = tuple((p.data_ptr(), p._version) for p in (self.log_epsilon, self.log_sigma))
+        cached = self.__dict__.get("_table_cache")
+        if cached is None or cached[0] != key:
+            cached = self.__dict__["_table_cache"] = (key, self.epsilon, self.sigma)
+        return cached[1], cached[2]
+
     def hyperparameters(self):
         return {"species": list(self.species), "epsilon": self.epsilon.tolist(), "sigma": self.sigma.tolist(),
                 "cutoff": self.cutoff, "shift": self.shift, "smooth": self.smooth, "ro": self.ro}
@@ -218,9 +226,10 @@ class _LJInference(torch.autograd.Function):
         if buf is None or len(buf) < n_edges:
             buf = model.__dict__["_dphi_buffer"] = np.empty((int(1.2 * n_edges) + 16, 3))
         dphi = buf[:n_edges]
+        eps, sig = model._tables()
         energies = _lj_kernel(
             r.detach().numpy(), graph.centers, graph.neighbors, graph.species_index,
-            model.epsilon, model.sigma, model.cutoff, 2 if model.smooth else int(model.shift), model.ro,
+            eps, sig, model.cutoff, 2 if model.smooth else int(model.shift), model.ro,
             graph.n_atoms, graph.full_list, dphi)
         ctx.graph = graph
         ctx.dphi = dphi
