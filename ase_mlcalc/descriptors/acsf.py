@@ -36,7 +36,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from .base import Descriptor, edge_offsets
+from .base import Descriptor
 
 # ----------------------------------------------------------------------------- kernels
 
@@ -368,16 +368,8 @@ class ACSF(Descriptor):
     # -- kernels --------------------------------------------------------------------------------
 
     def _run(self, edge_vectors, centers, neighbors, species_index, n_atoms, mode, grad_q=None):
-        D = np.ascontiguousarray(edge_vectors, dtype=np.float64).reshape(-1, 3)
-        centers = np.ascontiguousarray(centers, dtype=np.int64)
-        neighbors = np.ascontiguousarray(neighbors, dtype=np.int64)
-        sidx = np.ascontiguousarray(species_index, dtype=np.int64)
         n_atoms = int(n_atoms)
-        if len(centers) and np.any(np.diff(centers) < 0):
-            raise ValueError("edges must be sorted by center atom")
-        if sidx.size and (sidx.min() < 0 or sidx.max() >= len(self.species)):
-            raise ValueError("species_index out of range for this descriptor's species")
-        offsets = edge_offsets(centers, n_atoms)
+        D, neighbors, sidx, offsets = self._kernel_inputs(edge_vectors, centers, neighbors, species_index, n_atoms)
         E, F = len(D), self.n_features
         q = np.zeros((n_atoms, F))
         jac = np.zeros((E, F, 3)) if mode == 1 else np.zeros((0, 0, 3))
@@ -385,9 +377,7 @@ class ACSF(Descriptor):
         if grad_q is None:
             grad_q = np.zeros((0, F))
         else:
-            grad_q = np.ascontiguousarray(grad_q, dtype=np.float64)
-            if grad_q.shape != (n_atoms, F):
-                raise ValueError(f"grad_q must have shape {(n_atoms, F)}, got {grad_q.shape}")
+            grad_q = self._grad_q(grad_q, n_atoms)
         _acsf_kernel(D, neighbors, offsets, sidx, self.cutoff, self.radial_eta, self.radial_rs,
                      self.angular_eta, self.zeta, self.lambda_, self.pair_index, len(self.species),
                      mode, grad_q, q, jac, out)

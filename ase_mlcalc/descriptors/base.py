@@ -47,6 +47,28 @@ class Descriptor:
             raise ValueError("species must list the elements the descriptor will see, e.g. ['Mo']")
         self.species = as_atomic_numbers(species)
 
+    def _kernel_inputs(self, edge_vectors, centers, neighbors, species_index, n_atoms):
+        """Contiguous kernel inputs ``(D (E, 3) float64, neighbors (E,), species_index (N,), offsets (N+1,))``.
+
+        Raises ValueError for edges not sorted by center atom or species indices outside ``species``
+        (the numba kernels index without bounds checks).
+        """
+        D = np.ascontiguousarray(edge_vectors, dtype=np.float64).reshape(-1, 3)
+        centers = np.asarray(centers, dtype=np.int64)
+        sidx = np.ascontiguousarray(species_index, dtype=np.int64)
+        if len(centers) > 1 and np.any(np.diff(centers) < 0):
+            raise ValueError(f"{type(self).__name__} edges must be sorted by center atom")
+        if sidx.size and (sidx.min() < 0 or sidx.max() >= len(self.species)):
+            raise ValueError("species_index out of range for this descriptor's species")
+        return D, np.ascontiguousarray(neighbors, dtype=np.int64), sidx, edge_offsets(centers, int(n_atoms))
+
+    def _grad_q(self, grad_q, n_atoms):
+        """``grad_q`` as a contiguous (n_atoms, n_features) float64 array; ValueError for another shape."""
+        g = np.ascontiguousarray(grad_q, dtype=np.float64)
+        if g.shape != (n_atoms, self.n_features):
+            raise ValueError(f"grad_q must have shape ({n_atoms}, {self.n_features}), got {g.shape}")
+        return g
+
     def edges(self, atoms):
         """(edge_vectors, centers, neighbors, species_index) of ``atoms`` within the cutoff."""
         check_structure(atoms)

@@ -57,7 +57,7 @@ import numpy as np
 from numba import prange
 from scipy.special import erf, factorial
 
-from .base import Descriptor, edge_offsets
+from .base import Descriptor
 
 _SQRT2 = math.sqrt(2.0)
 _SERIES_X = 1.0  # below this argument i_l(x) is summed as a power series (the recurrence loses digits)
@@ -577,13 +577,7 @@ class SOAP(Descriptor):
                 f"atom_sigma={self.atom_sigma}, normalise={self.normalise})")
 
     def _args(self, edge_vectors, centers, neighbors, species_index, n_atoms):
-        D = np.ascontiguousarray(edge_vectors, dtype=np.float64).reshape(-1, 3)
-        centers = np.asarray(centers, dtype=np.int64)
-        if len(centers) > 1 and np.any(np.diff(centers) < 0):
-            raise ValueError("SOAP edges must be sorted by center atom")
-        return (D, np.ascontiguousarray(neighbors, dtype=np.int64),
-                np.ascontiguousarray(species_index, dtype=np.int64),
-                edge_offsets(centers, n_atoms), self.r_basis, self.transform, self._center_coef,
+        return (*self._kernel_inputs(edge_vectors, centers, neighbors, species_index, n_atoms), self.r_basis, self.transform, self._center_coef,
                 self.alpha, self.cutoff, self.cutoff_transition_width, self.l_max, self._F,
                 self.central_reference_all_species, self._pair_a, self._pair_b,
                 self.n_channels, self.normalise)
@@ -599,7 +593,5 @@ class SOAP(Descriptor):
 
     def vjp(self, edge_vectors, centers, neighbors, species_index, n_atoms, grad_q):
         """(n_edges, 3): ``sum_f grad_q[centers[e], f] * jacobian[e, f, :]`` without the Jacobian."""
-        g = np.ascontiguousarray(grad_q, dtype=np.float64)
-        if g.shape != (n_atoms, self.n_features):
-            raise ValueError(f"grad_q must have shape ({n_atoms}, {self.n_features}), got {g.shape}")
+        g = self._grad_q(grad_q, n_atoms)
         return _vjp_kernel(*self._args(edge_vectors, centers, neighbors, species_index, n_atoms), g)
