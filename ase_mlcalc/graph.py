@@ -19,10 +19,13 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 import torch
-from ase.data import chemical_symbols
 
-from .errors import InvalidStructureError, UnknownElementError
-from .neighbors import NeighborListCache, check_geometry
+from .errors import InvalidStructureError
+from .neighbors import NeighborListCache, check_geometry, pair_list
+from .species import species_index
+
+__all__ = ["AtomicGraph", "build_graph", "batch_graphs", "check_structure", "edge_gradients", "forces_and_virial",
+           "species_index"]
 
 
 @dataclass
@@ -40,6 +43,9 @@ class AtomicGraph:
     n_structures : int
     full_list : bool, True if both (i, j) and (j, i) are present (descriptors
         need this); False for a half list (each pair once; pair potentials)
+    n_centers : int, the atoms whose energies the model computes: atoms
+        ``0..n_centers-1`` (all atoms by default). Atoms beyond it are
+        neighbours only (LAMMPS's ghost atoms: no edges are centred on them)
     device : torch.device of the tensors
     """
 
@@ -51,10 +57,21 @@ class AtomicGraph:
     batch: np.ndarray
     n_structures: int = 1
     full_list: bool = True
+    n_centers: int | None = None
+
+    def __post_init__(self):
+        if self.n_centers is None:
+            self.n_centers = len(self.numbers)
 
     @property
     def n_atoms(self) -> int:
         return len(self.numbers)
+
+    @property
+    def center_species(self):
+        """(n_centers,) long tensor: species index of the atoms that carry energies."""
+        sidx = self.tensor("species_index")
+        return sidx if self.n_centers == self.n_atoms else sidx[: self.n_centers]
 
     @property
     def device(self):
@@ -72,27 +89,6 @@ class AtomicGraph:
         return cache[name]
 
 
-def species_index(numbers, species):
-    """Map atomic numbers to indices into ``species``.
-
-    Raises
-    ------
-    UnknownElementError
-        If an element is not among ``species``; the message names it.
-    """
-    numbers = np.asarray(numbers, dtype=np.int64)
-    species = np.asarray(species, dtype=np.int64)
-    lookup = np.full(max(int(species.max()), int(numbers.max(initial=0))) + 1, -1, np.int64)
-    lookup[species] = np.arange(len(species))
-    idx = lookup[numbers]
-    if (idx < 0).any():
-        unknown = sorted({chemical_symbols[z] for z in numbers[idx < 0]})
-        known = [chemical_symbols[z] for z in species]
-        raise UnknownElementError(
-            f"element(s) {', '.join(unknown)} not known to this model (species: {', '.join(known)})")
-    return idx
-
-
 def check_structure(atoms):
     """Validate positions and cell of an :class:`ase.Atoms`.
 
@@ -105,8 +101,12 @@ def check_structure(atoms):
 
 
 def build_graph(atoms, cutoff, species, device="cpu", dtype=torch.float64,
-                cache: NeighborListCache | None = None, min_distance=1e-2, full_list=True):
+                cache: NeighborListCache | None = None, min_distance=1e-2, full_list=True, reuse_buffers=False):
     """Graph of one :class:`ase.Atoms` for a model of given cutoff and species.
+
+    The one edge builder of the package: calculators, training and
+    :meth:`Descriptor.compute <ase_mlcalc.descriptors.Descriptor.compute>` all
+    build their edges here, with the same checks.
 
     Parameters
     ----------
@@ -118,6 +118,9 @@ def build_graph(atoms, cutoff, species, device="cpu", dtype=torch.float64,
         cutoff and ``bothways`` are used instead of ``cutoff``/``full_list``
     min_distance : float, Å; closer atoms raise InvalidStructureError
     full_list : bool, both directions of every pair (default) or a half list
+    reuse_buffers : bool, let the graph's arrays be views of ``cache``'s
+        buffers (valid until its next call; the calculator's MD hot path).
+        By default the graph owns copies that the caller may keep.
 
     Returns
     -------
@@ -125,21 +128,25 @@ def build_graph(atoms, cutoff, species, device="cpu", dtype=torch.float64,
 
     Raises
     ------
-    UnknownElementError, InvalidStructureError
+    UnknownElementError, InvalidStructureError (both ValueError)
     """
     check_structure(atoms)
     numbers = atoms.numbers.astype(np.int64)
     sidx = species_index(numbers, species)
     if cache is None:
-        cache = NeighborListCache(cutoff, skin=0.0, bothways=full_list)
-    i, j, D, _, d_min = cache.get(atoms.positions, atoms.cell.array, atoms.pbc, numbers)
+        i, j, S = pair_list(atoms.positions, atoms.cell.array, atoms.pbc, cutoff, bothways=full_list)
+        D = atoms.positions[j] - atoms.positions[i] + S @ atoms.cell.array
+        d_min = float(np.sqrt(np.einsum("ij,ij->i", D, D).min())) if len(D) else np.inf
+        full = bool(full_list)
+    else:
+        i, j, D, _, d_min = cache.get(atoms.positions, atoms.cell.array, atoms.pbc, numbers, copy=not reuse_buffers)
+        full = cache.bothways
     if d_min < min_distance:
         raise InvalidStructureError(
             f"two atoms are {d_min:.3g} Å apart (< {min_distance} Å): overlapping positions")
     edge_vectors = torch.as_tensor(D, dtype=dtype, device=device).requires_grad_(True)
     return AtomicGraph(numbers=numbers, species_index=sidx, centers=i, neighbors=j,
-                       edge_vectors=edge_vectors, batch=np.zeros(len(numbers), np.int64),
-                       full_list=cache.bothways)
+                       edge_vectors=edge_vectors, batch=np.zeros(len(numbers), np.int64), full_list=full)
 
 
 def batch_graphs(graphs):
@@ -161,6 +168,20 @@ def batch_graphs(graphs):
     )
 
 
+def edge_gradients(graph, energy, create_graph=False):
+    """``g = dE/dr_ij`` (n_edges, 3) of ``energy`` (a tensor whose sum is E, eV) by one autograd pass.
+
+    The per-edge gradient from which forces and the virial follow (and what
+    LAMMPS's pair style consumes); zeros where E does not depend on an edge.
+    """
+    r = graph.edge_vectors
+    energy = energy.sum()
+    if not energy.requires_grad:  # no atoms, or no edges the energy depends on
+        return torch.zeros_like(r)
+    (g,) = torch.autograd.grad(energy, r, create_graph=create_graph, allow_unused=True)
+    return torch.zeros_like(r) if g is None else g
+
+
 def forces_and_virial(graph, energy, create_graph=False, per_atom_virial=False):
     """Forces, virial and optionally per-atom virials from one autograd pass.
 
@@ -178,9 +199,7 @@ def forces_and_virial(graph, energy, create_graph=False, per_atom_virial=False):
         LennardJones and of LAMMPS); they sum to ``virial``.
     """
     r = graph.edge_vectors
-    (g,) = torch.autograd.grad(energy.sum(), r, create_graph=create_graph, allow_unused=True)
-    if g is None:
-        g = torch.zeros_like(r)
+    g = edge_gradients(graph, energy, create_graph)
     if r.device.type == "cpu" and not create_graph and graph.n_structures == 1:
         # Same sums as below, in one numba pass (prediction on the CPU).
         forces, virial, atom_virial = _scatter_edges(

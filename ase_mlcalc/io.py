@@ -1,16 +1,21 @@
-"""Save and load trained models: one versioned file per model, any family.
+"""Model files: one versioned, checksummed file per model, any family; and the loader for every format.
 
 File layout (a ``torch.save`` dict, read back with ``weights_only=True`` so a
 model file cannot run code): ``format`` ("ase_mlcalc-model"), ``version``
 (int), ``family``, ``species`` (atomic numbers), ``units``
 ({"energy": "eV", "length": "Å"}), ``hyperparameters`` (dict), ``state_dict``
-(tensors) and free-form ``metadata``.
+(tensors), free-form ``metadata``, and ``sha256``: a checksum of all of these
+(tensor bytes included), verified on load, so a corrupted file is refused
+instead of predicting nonsense.
+
+Version 1 files (ase_mlcalc 0.1, no checksum) are still read.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
-import pickle
 import zipfile
 
 import torch
@@ -19,7 +24,21 @@ from .errors import ModelFileError
 from .models.base import families, get_family
 
 FORMAT = "ase_mlcalc-model"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
+UNITS = {"energy": "eV", "length": "Å"}
+
+
+def _checksum(payload):
+    """sha256 (hex) of a payload's entries other than the checksum itself, tensor bytes included."""
+    h = hashlib.sha256()
+    head = {k: v for k, v in payload.items() if k not in ("state_dict", "sha256")}
+    h.update(json.dumps(head, sort_keys=True, default=repr).encode())
+    for key in sorted(payload["state_dict"]):
+        t = payload["state_dict"][key].detach().cpu().contiguous()
+        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
 
 def save_model(model, path, metadata=None):
@@ -33,11 +52,12 @@ def save_model(model, path, metadata=None):
         "version": VERSION,
         "family": model.family,
         "species": list(model.species),
-        "units": {"energy": "eV", "length": "Å"},
+        "units": dict(UNITS),
         "hyperparameters": model.hyperparameters(),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "metadata": dict(metadata or {}),
     }
+    payload["sha256"] = _checksum(payload)
     path = os.fspath(path)
     tmp = path + ".tmp"
     torch.save(payload, tmp)
@@ -51,28 +71,66 @@ def read_model_file(path):
     ------
     FileNotFoundError
     ModelFileError
-        Not an ase_mlcalc model file, corrupt, or of an unsupported version.
+        Not an ase_mlcalc model file, corrupt (checksum), of an unsupported
+        version, or in other units than eV and Å.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no model file at {path}")
+    if os.path.isdir(path):
+        raise ModelFileError(f"{path} is a directory, not an ase_mlcalc model file")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive
+        raise ModelFileError(f"{path} is not a readable ase_mlcalc model file (not the zip archive torch.save "
+                             "writes: another format, or truncated?)")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, OSError) as err:
-        raise ModelFileError(f"{path} is not a readable ase_mlcalc model file (corrupt or truncated?): {err}") from err
+    except Exception as err:  # torch raises many types for damaged archives
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise ModelFileError(f"{path} is not a readable ase_mlcalc model file (corrupt or truncated?): "
+                             f"{type(err).__name__}: {first}") from err
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ModelFileError(f"{path} is not an ase_mlcalc model file")
     version = payload.get("version")
-    if version != VERSION:
-        raise ModelFileError(f"{path} has model format version {version}; this ase_mlcalc reads version {VERSION}")
+    if version not in READABLE_VERSIONS:
+        raise ModelFileError(f"{path} has model format version {version}; this ase_mlcalc reads versions "
+                             f"{', '.join(map(str, READABLE_VERSIONS))}")
     for key in ("family", "hyperparameters", "state_dict"):
         if key not in payload:
             raise ModelFileError(f"{path} lacks the {key!r} entry: corrupt model file")
+    if not isinstance(payload["state_dict"], dict) or not all(
+            isinstance(v, torch.Tensor) for v in payload["state_dict"].values()):
+        raise ModelFileError(f"{path}: corrupt model file (its state dict holds something other than tensors)")
+    if version >= 2:
+        if payload.get("sha256") != _checksum(payload):
+            raise ModelFileError(f"{path}: checksum mismatch, the file is corrupt (its contents changed after it "
+                                 "was written)")
+    units = payload.get("units", UNITS)
+    if units != UNITS:
+        raise ModelFileError(f"{path} stores its model in units {units}; ase_mlcalc models are in eV and Å")
+    if version == 1:
+        _upgrade_v1(payload)
     return payload
 
 
+def _upgrade_v1(payload):
+    """Version-1 GAP files hold one SOAP term's sparse set at the top level of the state dict;
+    version-1 BPNNs have no isolated-atom baseline."""
+    if payload["family"] == "bpnn":
+        payload["hyperparameters"].setdefault("isolated_atom_e0", False)
+    if payload["family"] == "gap":
+        sd = payload["state_dict"]
+        for key in ("sparse_points", "sparse_species"):
+            if key in sd:
+                sd[f"terms.0.{key}"] = sd.pop(key)
+
+
 def load_model(path):
-    """Rebuild the AtomisticModel stored in ``path`` (on the CPU, float64)."""
+    """Rebuild the AtomisticModel stored in ``path`` (on the CPU, float64).
+
+    Raises
+    ------
+    FileNotFoundError, ModelFileError
+    """
     payload = read_model_file(path)
     try:
         model_cls, _ = get_family(payload["family"])
@@ -97,12 +155,15 @@ def load(path, device="cpu", **calculator_kwargs):
     ----------
     path : str or PathLike
     device : "cpu" or "cuda"
-    **calculator_kwargs : passed to the family's calculator (e.g. ``skin``)
+    **calculator_kwargs : calculator parameters and model options (e.g. ``skin``, ``uncertainty``)
 
     Raises
     ------
-    FileNotFoundError, ModelFileError
+    FileNotFoundError, ModelFileError; TypeError for an unknown keyword
     """
     model = load_model(path)
     _, calc_cls = get_family(model.family)
-    return calc_cls(model=model, device=device, **calculator_kwargs)
+    calc = calc_cls(model=model, device=device, **calculator_kwargs)
+    if calc.stores_model_path:
+        calc.parameters["model"] = os.fspath(path)
+    return calc

@@ -453,9 +453,9 @@ class NeighborListCache:
     skin : float, Å (default 0.5; 0 rebuilds every call)
     bothways : bool, full list (default) or half list (see :func:`pair_list`)
 
-    The arrays returned by :meth:`get` are views of buffers owned by the
-    cache (reused, so MD steps allocate nothing edge-sized): they stay valid
-    until the next call of :meth:`get`.
+    :meth:`get` returns arrays the caller owns (copies), unless asked for
+    views of the cache's reused buffers with ``copy=False`` (so that MD steps
+    allocate nothing edge-sized): those stay valid until the next call.
 
     Attributes
     ----------
@@ -486,8 +486,10 @@ class NeighborListCache:
         disp = positions - ref_pos
         return bool(np.einsum("ij,ij->i", disp, disp).max() > (0.5 * self.skin) ** 2)
 
-    def get(self, positions, cell, pbc, numbers):
+    def get(self, positions, cell, pbc, numbers, copy=True):
         """Pairs within the cutoff for the current configuration.
+
+        ``copy=False`` returns views of buffers that the next call overwrites.
 
         Returns
         -------
@@ -511,4 +513,7 @@ class NeighborListCache:
         i, j, shift = self._pairs
         oi, oj, D, keep = self._out
         m, d_min = _edges_within(positions, i, j, shift, self.cutoff, oi, oj, D, keep)
-        return oi[:m], oj[:m], D[:m], keep[:m], d_min
+        out = (oi[:m], oj[:m], D[:m], keep[:m])
+        if copy:
+            out = tuple(a.copy() for a in out)
+        return (*out, d_min)

@@ -19,7 +19,8 @@ from ase.build import bulk
 sys.path.insert(0, os.path.dirname(__file__))
 from _timing import median_time  # noqa: E402
 
-from ase_mlcalc.models.sparse_gp import DEFAULTS, GAP, fit_gap  # noqa: E402
+from ase_mlcalc.models.sparse_gp import DEFAULTS, GAP
+from ase_mlcalc.training import fit_gap  # noqa: E402
 from ase_mlcalc.training import read_frames  # noqa: E402
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples", "data")

@@ -13,8 +13,7 @@ import time
 from ase.build import bulk
 
 import ase_mlcalc
-from ase_mlcalc.models.sparse_gp import fit_gap
-from ase_mlcalc.training import read_frames, report
+from ase_mlcalc.training import fit_gap, read_frames, report
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "data")
@@ -39,7 +38,7 @@ def mo_calculator(args):
     calc = fit_gap(train, n_sparse=args.n_sparse, l_max=args.l_max, progress=False)
     print(f"fitted a GAP (n_sparse={args.n_sparse}, l_max={args.l_max}) to {len(train)} Mo frames "
           f"in {time.perf_counter() - t:.0f} s")
-    report(calc.model, train, test)
+    report(calc, {"train": train, "test": test})
     calc.save(args.out)
     print(f"model saved to {args.out} (reuse it with --model {args.out})")
     return calc

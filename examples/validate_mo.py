@@ -34,8 +34,7 @@ from ase import units
 from ase.build import bulk
 
 import ase_mlcalc
-from ase_mlcalc.models.sparse_gp import fit_gap
-from ase_mlcalc.training import read_frames, report
+from ase_mlcalc.training import fit_gap, read_frames, report
 from ase_mlcalc.workflows import elastic_constants, equation_of_state, plot_eos, relax
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -116,7 +115,7 @@ def main():
               f"{time.perf_counter() - t:.0f} s")
         calc.save(args.out)
         print(f"saved to {args.out}")
-    report(calc.model, train, test)
+    report(calc, {"train": train, "test": test})
 
     # ---- model, through the workflows
     atoms = bulk("Mo", "bcc", a=3.16, cubic=True)

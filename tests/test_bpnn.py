@@ -10,7 +10,8 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 import ase_mlcalc
 from ase_mlcalc import ModelFileError, TrainingDataError, UnknownElementError
-from ase_mlcalc.models.bpnn import BPNN, BPNNModel, train_bpnn, train_from_args
+from ase_mlcalc import BPNN, BPNNModel
+from ase_mlcalc.training import fit_bpnn
 
 ACSF_SMALL = dict(n_radial=5, n_angular_eta=2, zeta=(1.0, 4.0), lambda_=(1.0, -1.0))
 
@@ -130,7 +131,7 @@ def test_save_load_bit_identical(tmp_path):
 
 def test_training_overfits_tiny_set_and_beats_baseline():
     frames = toy_frames(4)
-    calc = train_bpnn(frames, cutoff=4.5, hidden=(16,), epochs=300, batch_size=4, lr=1e-2, lr_patience=1000,
+    calc = fit_bpnn(frames, cutoff=4.5, hidden=(16,), epochs=300, batch_size=4, lr=1e-2, lr_patience=1000,
                       patience=1000, validation_fraction=0.0, seed=1, progress=False, force_weight=0.1,
                       lbfgs_steps=0, **ACSF_SMALL)
     hist = calc.model.fit_info["history"]
@@ -138,25 +139,22 @@ def test_training_overfits_tiny_set_and_beats_baseline():
     final = calc.metrics["train"]
     assert final["force_rmse"] < 0.05 * first
     assert final["energy_rmse"] < 0.05 * max(h["train_energy_rmse"] for h in hist[:3])
-    # e0 fitted (mean energy per atom for one element)
-    ref = np.mean([a.get_potential_energy() / len(a) for a in frames])
-    assert abs(float(calc.model.e0[0]) - ref) < 1e-9
 
 
 def test_same_seed_same_weights_and_resume(tmp_path):
     frames = toy_frames(5, seed=3)
     kw = dict(cutoff=4.5, hidden=(8,), epochs=6, batch_size=2, validation_fraction=0.2, progress=False,
               lbfgs_steps=0, **ACSF_SMALL)
-    a = train_bpnn(frames, seed=7, **kw).model.state_dict()
-    b = train_bpnn(frames, seed=7, **kw).model.state_dict()
-    c = train_bpnn(frames, seed=8, **kw).model.state_dict()
+    a = fit_bpnn(frames, seed=7, **kw).model.state_dict()
+    b = fit_bpnn(frames, seed=7, **kw).model.state_dict()
+    c = fit_bpnn(frames, seed=8, **kw).model.state_dict()
     for k in a:
         assert torch.equal(a[k], b[k]), k
     assert any(not torch.equal(a[k], c[k]) for k in a if k.startswith("nets"))
     # interrupted at epoch 3 + resumed == uninterrupted (same best weights)
     ck = tmp_path / "ck.pt"
-    train_bpnn(frames, seed=7, checkpoint=ck, checkpoint_every=1, **{**kw, "epochs": 3})
-    r = train_bpnn(frames, seed=7, checkpoint=ck, resume=True, **kw).model.state_dict()
+    fit_bpnn(frames, seed=7, checkpoint=ck, checkpoint_every=1, **{**kw, "epochs": 3})
+    r = fit_bpnn(frames, seed=7, checkpoint=ck, resume=True, **kw).model.state_dict()
     for k in a:
         assert torch.equal(a[k], r[k]), k
 
@@ -165,8 +163,8 @@ def test_uncached_descriptor_path_gives_same_training():
     frames = toy_frames(3, seed=5)
     kw = dict(cutoff=4.5, hidden=(8,), epochs=3, batch_size=2, validation_fraction=0.0, progress=False, seed=0,
               lbfgs_steps=0, **ACSF_SMALL)
-    a = train_bpnn(frames, cache_descriptors=True, **kw).model.state_dict()
-    b = train_bpnn(frames, cache_descriptors=False, **kw).model.state_dict()
+    a = fit_bpnn(frames, cache_descriptors=True, **kw).model.state_dict()
+    b = fit_bpnn(frames, cache_descriptors=False, **kw).model.state_dict()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-9, atol=1e-12)
 
@@ -175,7 +173,7 @@ def test_frames_without_forces_raise():
     frames = toy_frames(3)
     frames[1].calc = SinglePointCalculator(frames[1], energy=frames[1].get_potential_energy())
     with pytest.raises(TrainingDataError, match="frame 1"):
-        train_bpnn(frames, epochs=1, progress=False)
+        fit_bpnn(frames, epochs=1, progress=False)
 
 
 def test_cli_functions(tmp_path):
@@ -190,7 +188,7 @@ def test_cli_functions(tmp_path):
         ["train", "bpnn", "--train", str(tmp_path / "train.extxyz"), "--test", str(tmp_path / "train.extxyz"),
          "-o", str(out), "--epochs", "2", "--lbfgs-steps", "10", "--hidden", "8", "--n-radial", "4",
          "--n-angular-eta", "1", "--no-progress", "--cutoff", "4.5"])
-    calc = train_from_args(args)
+    calc = args.func(args)
     assert (tmp_path / "model.png").stat().st_size > 1000
     assert {"train", "test"} <= set(calc.metrics)
     loaded = ase_mlcalc.load(out)
@@ -211,7 +209,7 @@ def test_cuda():
     atoms.calc = BPNN(model, device="cuda")
     np.testing.assert_allclose(atoms.get_potential_energy(), e_cpu, rtol=1e-10)
     np.testing.assert_allclose(atoms.get_forces(), f_cpu, rtol=1e-8, atol=1e-10)
-    calc = train_bpnn(toy_frames(3), cutoff=4.5, hidden=(8,), epochs=2, lbfgs_steps=10, progress=False,
+    calc = fit_bpnn(toy_frames(3), cutoff=4.5, hidden=(8,), epochs=2, lbfgs_steps=10, progress=False,
                       device="cuda", **ACSF_SMALL)
     assert next(calc.model.parameters()).device.type == "cuda"
 
@@ -248,11 +246,11 @@ def test_bad_training_settings():
     for kw in (dict(validation_fraction=1.0), dict(batch_size=0), dict(energy_weight=0.0, force_weight=0.0),
                dict(lbfgs_steps=-1)):
         with pytest.raises(ValueError):
-            train_bpnn(frames, epochs=1, progress=False, **kw)
+            fit_bpnn(frames, epochs=1, progress=False, **kw)
 
 
 def test_frame_weights():
-    from ase_mlcalc.models.bpnn import _frame_weights
+    from ase_mlcalc.training.bpnn import _frame_weights
 
     frames = toy_frames(5, seed=2)
     for a, t in zip(frames, "AAAAB"):
@@ -261,12 +259,12 @@ def test_frame_weights():
     assert _frame_weights(frames, None) is None
     for bad in ("rare", [1.0, 1.0], [1.0, 1.0, 1.0, 1.0, -1.0]):
         with pytest.raises(ValueError):
-            train_bpnn(frames, epochs=1, progress=False, frame_weights=bad, **ACSF_SMALL)
+            fit_bpnn(frames, epochs=1, progress=False, frame_weights=bad, **ACSF_SMALL)
     kw = dict(cutoff=4.5, hidden=(8,), epochs=4, batch_size=2, validation_fraction=0.0, progress=False, seed=0,
               lbfgs_steps=0, **ACSF_SMALL)
     # uniform weights == no weights
-    a = train_bpnn(frames, **kw).model.state_dict()
-    b = train_bpnn(frames, frame_weights=[3.0] * 5, **kw).model.state_dict()
+    a = fit_bpnn(frames, **kw).model.state_dict()
+    b = fit_bpnn(frames, frame_weights=[3.0] * 5, **kw).model.state_dict()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-9, atol=1e-12)
     # an inconsistent (shifted) frame is fitted more closely when up-weighted
@@ -277,30 +275,31 @@ def test_frame_weights():
     kw.update(epochs=150, lr=1e-2, lr_patience=1000, patience=1000, force_weight=0.01)
     err = []
     for w in (None, [1.0, 1.0, 1.0, 1.0, 20.0]):
-        pred = evaluate(train_bpnn(frames, frame_weights=w, **kw).model, frames)[1]
+        pred = evaluate(fit_bpnn(frames, frame_weights=w, **kw).model, frames)[1]
         err.append(abs(pred["energy"][4] - e))
     assert err[1] < 0.5 * err[0]
 
 
 def test_cosine_lr_schedule():
     frames = toy_frames(3, seed=4)
-    calc = train_bpnn(frames, cutoff=4.5, hidden=(8,), epochs=10, batch_size=2, lr=1e-2, min_lr=1e-4,
+    calc = fit_bpnn(frames, cutoff=4.5, hidden=(8,), epochs=10, batch_size=2, lr=1e-2, min_lr=1e-4,
                       lr_schedule="cosine", patience=100, validation_fraction=0.0, lbfgs_steps=0, progress=False,
                       **ACSF_SMALL)
     lrs = [h["lr"] for h in calc.model.fit_info["history"]]
     expected = [1e-4 + 0.5 * (1e-2 - 1e-4) * (1 + math.cos(math.pi * (k + 1) / 10)) for k in range(10)]
     np.testing.assert_allclose(lrs, expected, rtol=1e-9)
     with pytest.raises(ValueError):
-        train_bpnn(frames, epochs=1, progress=False, lr_schedule="step", **ACSF_SMALL)
+        fit_bpnn(frames, epochs=1, progress=False, lr_schedule="step", **ACSF_SMALL)
 
 
 def test_log_feature_transform(tmp_path):
     torch.manual_seed(0)
-    model = BPNNModel(("Mo", "Nb"), 3.8, hidden=(8,), acsf_defaults=ACSF_SMALL, feature_transform="log")
+    model = BPNNModel(("Mo", "Nb"), 3.8, hidden=(8,), acsf_defaults=ACSF_SMALL, feature_transform="log",
+                      isolated_atom_e0=False)
     atoms = binary_cell(1)
     q = torch.rand(5, model.n_features, dtype=torch.float64)
     # the readout sees log(q + 1e-4): equal to a plain model given the transformed features
-    plain = BPNNModel(("Mo", "Nb"), 3.8, hidden=(8,), acsf_defaults=ACSF_SMALL)
+    plain = BPNNModel(("Mo", "Nb"), 3.8, hidden=(8,), acsf_defaults=ACSF_SMALL, isolated_atom_e0=False)
     plain.load_state_dict(model.state_dict())
     sidx = torch.tensor([0, 1, 0, 0, 1])
     torch.testing.assert_close(model.readout(q, sidx), plain.readout(torch.log(q + 1e-4), sidx))
@@ -339,8 +338,8 @@ def test_lbfgs_refinement_lowers_the_training_loss():
     frames = toy_frames(5, seed=6)
     kw = dict(cutoff=4.5, hidden=(8,), epochs=30, batch_size=2, lr=1e-2, validation_fraction=0.0, seed=2,
               force_weight=0.01, progress=False, **ACSF_SMALL)
-    adam = train_bpnn(frames, lbfgs_steps=0, **kw)
-    both = train_bpnn(frames, lbfgs_steps=100, lbfgs_patience=1000, **kw)
+    adam = fit_bpnn(frames, lbfgs_steps=0, **kw)
+    both = fit_bpnn(frames, lbfgs_steps=100, lbfgs_patience=1000, **kw)
     info = both.model.fit_info
     assert info["epochs_run"] == 30 and 0 < info["lbfgs_iterations"] <= 100
     assert [h["phase"] for h in info["history"]][29:31] == ["adam", "lbfgs"]
@@ -352,7 +351,7 @@ def test_lbfgs_keeps_best_validated_weights_and_resumes(tmp_path, monkeypatch):
     frames = toy_frames(6, seed=3)
     kw = dict(cutoff=4.5, hidden=(8,), epochs=4, batch_size=2, validation_fraction=0.34, seed=5,
               lbfgs_steps=60, lbfgs_patience=1000, progress=False, **ACSF_SMALL)
-    ref = train_bpnn(frames, **kw)
+    ref = fit_bpnn(frames, **kw)
     hist = ref.model.fit_info["history"]
     its = [h["iteration"] for h in hist if h["phase"] == "lbfgs"]
     assert its[-1] == 60 and all(0 < b - a <= 20 for a, b in zip([0] + its, its))
@@ -374,10 +373,10 @@ def test_lbfgs_keeps_best_validated_weights_and_resumes(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch.optim.LBFGS, "step", interrupted_step)
     with pytest.raises(KeyboardInterrupt):
-        train_bpnn(frames, checkpoint=ck, **kw)
+        fit_bpnn(frames, checkpoint=ck, **kw)
     monkeypatch.setattr(torch.optim.LBFGS, "step", step)
     assert torch.load(ck, weights_only=True)["lbfgs_iterations"] == its[0]
-    res = train_bpnn(frames, checkpoint=ck, resume=True, **kw)
+    res = fit_bpnn(frames, checkpoint=ck, resume=True, **kw)
     a, b = ref.model.state_dict(), res.model.state_dict()
     for k in a:
         assert torch.equal(a[k], b[k]), k
@@ -388,8 +387,8 @@ def test_lbfgs_patience_stops_the_refinement():
     frames = toy_frames(6, seed=3)
     kw = dict(cutoff=4.5, hidden=(8,), epochs=4, batch_size=2, validation_fraction=0.34, seed=5,
               lbfgs_steps=200, progress=False, **ACSF_SMALL)
-    full = train_bpnn(frames, lbfgs_patience=1000, **kw).model.fit_info
-    short = train_bpnn(frames, lbfgs_patience=20, **kw).model.fit_info
+    full = fit_bpnn(frames, lbfgs_patience=1000, **kw).model.fit_info
+    short = fit_bpnn(frames, lbfgs_patience=20, **kw).model.fit_info
     lb = [h for h in short["history"] if h["phase"] == "lbfgs"]
     best_it = max([h["iteration"] for h in lb if h["epoch"] == short["best_epoch"]] or [0])
     # stopped once 20 iterations passed without a better validation loss, before the run without patience

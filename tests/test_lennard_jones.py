@@ -11,7 +11,7 @@ from scipy.spatial.transform import Rotation
 
 import ase_mlcalc
 from ase_mlcalc import InvalidStructureError, LennardJones, ModelFileError, UnknownElementError
-from ase_mlcalc.models.lennard_jones import fit_lennard_jones
+from ase_mlcalc.training import fit_lennard_jones
 
 EPS, SIG, RC = 0.0104, 3.4, 8.5
 

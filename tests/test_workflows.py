@@ -24,7 +24,7 @@ import ase_mlcalc
 from ase_mlcalc import LennardJones
 from ase_mlcalc import workflows as wf
 from ase_mlcalc.cli import main
-from ase_mlcalc.models.sparse_gp import fit_gap
+from ase_mlcalc.training import fit_gap
 
 torch.set_num_threads(1)
 

@@ -37,17 +37,9 @@ import numpy as np
 from numba import prange
 
 from .base import Descriptor
+from .cutoffs import cosine_cutoff
 
 # ----------------------------------------------------------------------------- kernels
-
-
-@numba.njit(cache=True, inline="always")
-def _fc(r, rc):
-    """Cosine cutoff and its derivative."""
-    if r >= rc:
-        return 0.0, 0.0
-    a = math.pi / rc
-    return 0.5 * (math.cos(a * r) + 1.0), -0.5 * a * math.sin(a * r)
 
 
 @numba.njit(cache=True, inline="always")
@@ -101,7 +93,7 @@ def _acsf_kernel(D, neighbors, offsets, sidx, rc, rad_eta, rad_rs, ang_eta, zeta
             e = s + a
             rr = math.sqrt(D[e, 0] ** 2 + D[e, 1] ** 2 + D[e, 2] ** 2)
             r[a] = rr
-            f[a], df[a] = _fc(rr, rc)
+            f[a], df[a] = cosine_cutoff(rr, rc, rc)
         # radial G2
         for a in range(n):
             e = s + a
@@ -137,7 +129,7 @@ def _acsf_kernel(D, neighbors, offsets, sidx, rc, rad_eta, rad_rs, ang_eta, zeta
                     continue
                 r3 = math.sqrt(r3sq)
                 r2 = r[a2]
-                f3, df3 = _fc(r3, rc)
+                f3, df3 = cosine_cutoff(r3, rc, rc)
                 C = f[a1] * f[a2] * f3
                 dot = D[e1, 0] * D[e2, 0] + D[e1, 1] * D[e2, 1] + D[e1, 2] * D[e2, 2]
                 cos = dot / (r1 * r2)

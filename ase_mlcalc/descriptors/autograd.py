@@ -61,7 +61,7 @@ def from_jacobian(edge_vectors, q, jacobian, centers):
 
 
 def descriptor_tensor(descriptor, graph, jacobian=False):
-    """Differentiable (N, F) descriptors of ``graph`` (see :meth:`Descriptor.torch`)."""
+    """Differentiable (n_centers, F) descriptors of ``graph`` (see :meth:`Descriptor.torch`)."""
     r = graph.edge_vectors
     centers, neighbors = graph.centers, graph.neighbors
     d2 = (r.detach() ** 2).sum(1)
@@ -73,8 +73,8 @@ def descriptor_tensor(descriptor, graph, jacobian=False):
     centers, neighbors = np.ascontiguousarray(centers), np.ascontiguousarray(neighbors)
     sidx = np.ascontiguousarray(graph.species_index)
     if not jacobian:
-        return _VJPDescriptor.apply(r, descriptor, centers, neighbors, sidx, graph.n_atoms)
-    q, jac = descriptor.values_and_jacobian(_np(r), centers, neighbors, sidx, graph.n_atoms)
+        return _VJPDescriptor.apply(r, descriptor, centers, neighbors, sidx, graph.n_centers)
+    q, jac = descriptor.values_and_jacobian(_np(r), centers, neighbors, sidx, graph.n_centers)
     dev, dt = r.device, r.dtype
     return from_jacobian(r, torch.as_tensor(q, dtype=dt, device=dev), torch.as_tensor(jac, dtype=dt, device=dev),
                          torch.as_tensor(centers, device=dev))

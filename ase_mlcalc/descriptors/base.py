@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..graph import check_structure, species_index
-from ..models.base import as_atomic_numbers
-from ..neighbors import pair_list
+from ..graph import build_graph
+from ..species import as_atomic_numbers
 
 
 def edge_offsets(centers, n_atoms):
@@ -69,18 +68,26 @@ class Descriptor:
             raise ValueError(f"grad_q must have shape ({n_atoms}, {self.n_features}), got {g.shape}")
         return g
 
-    def edges(self, atoms):
-        """(edge_vectors, centers, neighbors, species_index) of ``atoms`` within the cutoff."""
-        check_structure(atoms)
-        sidx = species_index(atoms.numbers, self.species)
-        i, j, S = pair_list(atoms.positions, atoms.cell.array, atoms.pbc, self.cutoff)
-        D = atoms.positions[j] - atoms.positions[i] + S @ atoms.cell.array
-        return np.ascontiguousarray(D), i, j, sidx
+    def edges(self, atoms, min_distance=1e-2):
+        """``(edge_vectors (E, 3) float64, centers (E,), neighbors (E,), species_index (N,))`` of
+        ``atoms`` within the cutoff, from the package's one edge builder
+        (:func:`ase_mlcalc.graph.build_graph`).
+
+        Raises
+        ------
+        UnknownElementError
+            An element not in ``species``.
+        InvalidStructureError
+            NaN positions, a zero-volume periodic cell, or atoms closer than ``min_distance`` (Å).
+        """
+        g = build_graph(atoms, self.cutoff, self.species, min_distance=min_distance)
+        return g.edge_vectors.detach().numpy(), g.centers, g.neighbors, g.species_index
 
     def compute(self, atoms):
         """Descriptor of every atom: (n_atoms, n_features) float64.
 
-        Raises UnknownElementError for an element not in ``species``.
+        Raises UnknownElementError for an element not in ``species`` and
+        InvalidStructureError for NaN or overlapping positions or a zero-volume cell.
         """
         D, i, j, sidx = self.edges(atoms)
         return self.values(D, i, j, sidx, len(atoms))

@@ -58,6 +58,7 @@ from numba import prange
 from scipy.special import erf, factorial
 
 from .base import Descriptor
+from .cutoffs import cosine_cutoff
 
 _SQRT2 = math.sqrt(2.0)
 _SERIES_X = 1.0  # below this argument i_l(x) is summed as a power series (the recurrence loses digits)
@@ -157,15 +158,7 @@ def _edge_terms(d, r_basis, T, alpha, cutoff, width, l_max, F,
     u[0] = d[0] / r
     u[1] = d[1] / r
     u[2] = d[2] / r
-    # cosine cutoff
-    fc = 1.0
-    dfc = 0.0
-    if r >= cutoff:
-        fc = 0.0
-    elif width > 0.0 and r > cutoff - width:
-        t = math.pi * (r - cutoff + width) / width
-        fc = 0.5 * (math.cos(t) + 1.0)
-        dfc = -0.5 * math.pi / width * math.sin(t)
+    fc, dfc = cosine_cutoff(r, cutoff, width)
     l_top = l_max + 1 if grad else l_max
     for a in range(n_max):
         _gauss_bessel(r, r_basis[a], alpha, l_top, fb[a])

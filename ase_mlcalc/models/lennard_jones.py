@@ -1,4 +1,4 @@
-"""Lennard-Jones pair potential (fitted baseline) as a torch module, its ASE calculator and its fit to data.
+"""Lennard-Jones pair potential (the empirical baseline) as a torch module, and its calculator constructor.
 
 phi(r) = 4 epsilon [(sigma/r)^12 - (sigma/r)^6] for r < cutoff, either shifted
 by phi(cutoff) (continuous energy; ASE's default) or multiplied by ASE's smooth
@@ -17,7 +17,9 @@ import torch
 from ase.data import atomic_numbers
 
 from ..calculator import MLCalculator
-from .base import AtomisticModel, as_atomic_numbers, register_family
+from ..descriptors.cutoffs import ase_smooth_cutoff
+from ..species import as_atomic_numbers, symbols
+from .base import AtomisticModel, register_family
 
 ALL_ELEMENTS = tuple(range(1, 119))
 
@@ -84,6 +86,7 @@ class LennardJonesModel(AtomisticModel):
     """
 
     full_list = False  # pair potential: each pair once (half list)
+    dtypes = (torch.float64, torch.float32)
 
     def __init__(self, species, epsilon, sigma, cutoff, shift=True, smooth=False, ro=None):
         super().__init__(species, cutoff)
@@ -143,6 +146,8 @@ class LennardJonesModel(AtomisticModel):
         return torch.where(inside, phi, torch.zeros_like(phi))
 
     def atomic_energies(self, graph):
+        if not graph.full_list and graph.n_centers != graph.n_atoms:
+            raise ValueError("a half neighbour list cannot have neighbour-only (ghost) atoms: use a full list")
         r = graph.edge_vectors
         if r.device.type == "cpu" and not (self.log_epsilon.requires_grad or self.log_sigma.requires_grad):
             return _LJInference.apply(r, self, graph)
@@ -152,7 +157,7 @@ class LennardJonesModel(AtomisticModel):
         phi = self.pair_energy((r * r).sum(1), sidx[i], sidx[j])
         # Half of each pair's energy goes to each atom: with a full list
         # the pair appears twice, once centred on each atom.
-        eps = torch.zeros(graph.n_atoms, dtype=r.dtype, device=r.device).index_add(0, i, 0.5 * phi)
+        eps = torch.zeros(graph.n_centers, dtype=r.dtype, device=r.device).index_add(0, i, 0.5 * phi)
         if not graph.full_list:
             eps = eps.index_add(0, j, 0.5 * phi)
         return eps
@@ -169,7 +174,6 @@ def _lj_kernel(D, i, j, sidx, eps_t, sig_t, cutoff, mode, ro, n_atoms, full_list
     energies = np.zeros(n_atoms)
     rc2 = cutoff * cutoff
     ro2 = ro * ro
-    den = (rc2 - ro2) ** 3
     # per species pair: 4 eps, sigma^2 and the energy shift phi(cutoff)
     four_eps = 4.0 * eps_t
     sig2 = sig_t * sig_t
@@ -194,8 +198,7 @@ def _lj_kernel(D, i, j, sidx, eps_t, sig_t, cutoff, mode, ro, n_atoms, full_list
         phi = fe * (c6 * c6 - c6) - shift[a, b]
         dphi_dr2 = -3.0 * fe * (2.0 * c6 * c6 - c6) * inv_r2  # dphi/d(r^2)
         if mode == 2 and r2 > ro2:
-            fc = (rc2 - r2) ** 2 * (rc2 + 2.0 * r2 - 3.0 * ro2) / den
-            dfc = 6.0 * (rc2 - r2) * (ro2 - r2) / den
+            fc, dfc = ase_smooth_cutoff(r2, ro2, rc2)
             dphi_dr2 = dphi_dr2 * fc + phi * dfc
             phi *= fc
         energies[i[e]] += 0.5 * phi
@@ -230,7 +233,7 @@ class _LJInference(torch.autograd.Function):
         energies = _lj_kernel(
             r.detach().numpy(), graph.centers, graph.neighbors, graph.species_index,
             eps, sig, model.cutoff, 2 if model.smooth else int(model.shift), model.ro,
-            graph.n_atoms, graph.full_list, dphi)
+            graph.n_centers, graph.full_list, dphi)
         ctx.graph = graph
         ctx.dphi = dphi
         return torch.from_numpy(energies).to(r.dtype)
@@ -252,7 +255,8 @@ def _lj_scale_inplace(grad_e, dphi, i, j, full_list):
 
 
 class LennardJones(MLCalculator):
-    """Lennard-Jones ASE calculator; energy, forces and stress via torch autograd.
+    """Lennard-Jones calculator: :class:`~ase_mlcalc.MLCalculator` with a :class:`LennardJonesModel`
+    built from ASE's keywords.
 
     With one species it accepts the keywords of
     :class:`ase.calculators.lj.LennardJones` and gives the same numbers:
@@ -270,29 +274,52 @@ class LennardJones(MLCalculator):
     smooth : bool, ASE's smooth cutoff function instead of the energy shift
     shift : bool, shift the energy so it is continuous at the cutoff (default True, as ASE)
     species : list of symbols or atomic numbers (default: all elements)
-    model : a LennardJonesModel (e.g. fitted or loaded); other parameters then ignored
-    device, dtype, skin, min_distance : see :class:`~ase_mlcalc.calculator.MLCalculator`
+    e0 : per-species reference energies (eV), a sequence in ``species`` order (default 0)
+    model : a LennardJonesModel (e.g. fitted or loaded) or a model file, instead of the keywords above
+    device, dtype, skin, min_distance : see :class:`~ase_mlcalc.MLCalculator`
+
+    ``calc.parameters`` holds these keywords (tables resolved to (n, n)
+    nested lists), so ``LennardJones(**calc.todict())`` rebuilds the same
+    potential, also for a fitted or loaded model.
 
     Raises
     ------
     ValueError
-        cutoff <= 0, non-positive epsilon/sigma, malformed tables.
+        cutoff <= 0, non-positive epsilon/sigma, malformed tables; TypeError for an unknown keyword.
     """
 
+    stores_model_path = False
+    keywords = ("epsilon", "sigma", "rc", "cutoff", "ro", "smooth", "shift", "species", "e0")
+
     def __init__(self, epsilon=1.0, sigma=1.0, rc=None, ro=None, smooth=False, shift=True, species=None,
-                 cutoff=None, model=None, device="cpu", **kwargs):
+                 cutoff=None, e0=None, model=None, device="cpu", **kwargs):
+        keywords = None
         if model is None:
-            species = ALL_ELEMENTS if species is None else as_atomic_numbers(species)
-            eps = _pair_matrix(epsilon, species, "epsilon", _mix_epsilon)
-            sig = _pair_matrix(sigma, species, "sigma", _mix_sigma)
-            if rc is not None and cutoff is not None and rc != cutoff:
-                raise ValueError("give either rc or cutoff, not both")
-            rc = cutoff if rc is None else rc
-            rc = 3.0 * float(sig.max()) if rc is None else float(rc)
-            if not (np.isfinite(rc) and rc > 0):
-                raise ValueError(f"cutoff (rc) must be a positive number of Å, got {rc}")
-            model = LennardJonesModel(species, eps, sig, rc, shift=shift, smooth=smooth, ro=ro)
+            keywords = dict(epsilon=epsilon, sigma=sigma, rc=rc, ro=ro, smooth=smooth, shift=shift, species=species,
+                            cutoff=cutoff, e0=e0)
+            model = build_lennard_jones_model(**keywords)
         super().__init__(model=model, device=device, **kwargs)
+        self.parameters.update(lennard_jones_keywords(self.model, keywords))
+
+    def _known_keywords(self):
+        return super()._known_keywords() | set(self.keywords)
+
+    def check_model(self, model):
+        if not isinstance(model, LennardJonesModel):
+            raise TypeError(f"LennardJones needs a LennardJonesModel, got {type(model).__name__}")
+
+    def _apply(self, changed):
+        changed = dict(changed)
+        if "cutoff" in changed:
+            changed["rc"] = changed.pop("cutoff")
+        keywords = None
+        if any(k in changed for k in self.keywords):
+            keywords = {k: self.parameters.get(k) for k in self.keywords if k != "cutoff"}
+            keywords.update({k: changed.pop(k) for k in self.keywords if k in changed})
+            changed["model"] = build_lennard_jones_model(**keywords)
+        super()._apply(changed)
+        if "model" in changed and "epsilon" in self.parameters:  # after __init__: keep the keywords in step
+            self.parameters.update(lennard_jones_keywords(self.model, keywords))
 
     @property
     def epsilon(self):
@@ -303,141 +330,45 @@ class LennardJones(MLCalculator):
         return self.model.sigma
 
 
-register_family("lennard_jones", LennardJonesModel, LennardJones)
-
-
-def fit_lennard_jones(frames, species=None, cutoff=5.0, energy_sigma=0.01, force_sigma=0.1, shift=True,
-                      smooth=False, ro=None, max_iter=300, verbose=False):
-    """Fit epsilon, sigma (per species pair) and per-species e0 to DFT energies and forces.
-
-    Minimises ``mean_frames((dE/N)/energy_sigma)^2 + mean_components((dF)/force_sigma)^2``
-    with L-BFGS (:func:`scipy.optimize.minimize`), gradients by torch autograd
-    (forces differentiated once more with respect to the parameters).
-
-    Parameters
-    ----------
-    frames : list of ase.Atoms with reference energy (eV) and forces (eV/Å)
-    species : elements to fit (default: those in ``frames``)
-    cutoff : float, Å
-    energy_sigma : float, eV/atom; force_sigma : float, eV/Å -- expected errors
-        that weight the two terms (as GAP's default_sigma)
-    shift, smooth, ro : as :class:`LennardJones`
-    max_iter : L-BFGS iterations
-
-    Returns
-    -------
-    LennardJones calculator holding the fitted model (``calc.epsilon``,
-    ``calc.sigma``: (n_species, n_species) arrays; ``calc.model.e0``).
-
-    Raises
-    ------
-    TrainingDataError
-        Frames without energies or forces, or with unlisted elements.
-    """
-    from scipy.optimize import minimize
-
-    from ..graph import batch_graphs, forces_and_virial
-    from ..training import composition_matrix, frame_graphs, reference_values, species_of
-
-    frames = list(frames)
-    ref = reference_values(frames, require_forces=True)
-    species = species_of(frames) if species is None else as_atomic_numbers(species)
-    n = len(species)
-    graphs = frame_graphs(frames, cutoff, species, full_list=False)
-    g = batch_graphs(graphs)
-    d = torch.sqrt((g.edge_vectors.detach() ** 2).sum(1))
-    # Start from the nearest-neighbour distance: r_min = 2^(1/6) sigma.
-    r_nn = float(np.median([d[torch.as_tensor(g.centers == k)].min() for k in range(g.n_atoms)
-                            if (g.centers == k).any()])) if len(d) else 2.5
-    e_ref = torch.as_tensor(ref["energy"])
-    n_at = torch.as_tensor(ref["n_atoms"], dtype=torch.float64)
-    f_ref = torch.as_tensor(ref["forces"])
-    batch = g.tensor("batch")
-    C = torch.as_tensor(composition_matrix(frames, species))
-
-    def energies_forces(model, create_graph=False):
-        atom_e = model.atomic_energies(g)
-        e = torch.zeros(len(frames), dtype=torch.float64).index_add(0, batch, atom_e)
-        f, _, _ = forces_and_virial(g, e.sum(), create_graph=create_graph)
-        return e, f
-
-    # Start: scan a common sigma (r_min = 2^(1/6) sigma near the nearest-neighbour
-    # distance); for each, the energy scale c (epsilon = c everywhere) and e0 enter
-    # linearly, so they come from one weighted least-squares solve.
-    best = None
-    for scale in np.linspace(0.75, 1.15, 9):
-        sig = np.full((n, n), scale * r_nn / 2 ** (1 / 6))
-        trial = LennardJonesModel(species, np.ones((n, n)), sig, cutoff, shift=shift, smooth=smooth, ro=ro)
-        e1, f1 = energies_forces(trial)
-        e1, f1 = e1.detach(), f1.detach()
-        # rows: energies per atom / energy_sigma, then force components / force_sigma
-        w_e = 1 / (n_at * energy_sigma * len(frames) ** 0.5)
-        w_f = 1 / (force_sigma * f1.numel() ** 0.5)
-        A = torch.cat([torch.cat([(e1 * w_e)[:, None], C * w_e[:, None]], 1),
-                       torch.cat([(f1.reshape(-1) * w_f)[:, None], torch.zeros(f1.numel(), n, dtype=torch.float64)], 1)])
-        b = torch.cat([e_ref * w_e, f_ref.reshape(-1) * w_f])
-        x = torch.linalg.lstsq(A, b).solution
-        if x[0] <= 0:
-            continue
-        cost = float(((A @ x - b) ** 2).sum())
-        if best is None or cost < best[0]:
-            best = (cost, sig, float(x[0]), x[1:].clone())
-    if best is None:
-        raise RuntimeError("no repulsive-attractive Lennard-Jones start found for these data")
-    _, sig0, c0, e00 = best
-    model = LennardJonesModel(species, np.full((n, n), c0), sig0, cutoff, shift=shift, smooth=smooth, ro=ro)
-    with torch.no_grad():
-        model.e0.copy_(e00)
-    model.e0.requires_grad_(True)
-    params = [model.log_epsilon, model.log_sigma, model.e0]
-    sizes = [p.numel() for p in params]
-
-    def objective(x):
+def build_lennard_jones_model(epsilon=1.0, sigma=1.0, rc=None, ro=None, smooth=False, shift=True, species=None,
+                              cutoff=None, e0=None):
+    """A :class:`LennardJonesModel` from the keywords of :class:`LennardJones`."""
+    species = ALL_ELEMENTS if species is None else as_atomic_numbers(species)
+    eps = _pair_matrix(epsilon, species, "epsilon", _mix_epsilon)
+    sig = _pair_matrix(sigma, species, "sigma", _mix_sigma)
+    if rc is not None and cutoff is not None and rc != cutoff:
+        raise ValueError("give either rc or cutoff, not both")
+    rc = cutoff if rc is None else rc
+    rc = 3.0 * float(sig.max()) if rc is None else float(rc)
+    if not (np.isfinite(rc) and rc > 0):
+        raise ValueError(f"cutoff (rc) must be a positive number of Å, got {rc}")
+    model = LennardJonesModel(species, eps, sig, rc, shift=shift, smooth=smooth, ro=ro)
+    if e0 is not None:
+        e0 = np.asarray(e0, dtype=np.float64).reshape(-1)
+        if e0.shape != (len(species),) or not np.all(np.isfinite(e0)):
+            raise ValueError(f"e0 must be {len(species)} finite energies (eV), one per species, got {e0.tolist()}")
         with torch.no_grad():
-            for p, chunk in zip(params, np.split(x, np.cumsum(sizes)[:-1])):
-                p.copy_(torch.as_tensor(chunk).view_as(p))
-        for p in params:
-            p.grad = None
-        e, f = energies_forces(model, create_graph=True)
-        e = e + C @ model.e0
-        loss = (((e - e_ref) / n_at / energy_sigma) ** 2).mean() + (((f - f_ref) / force_sigma) ** 2).mean()
-        loss.backward()
-        grad = np.concatenate([p.grad.detach().numpy().ravel() for p in params])
-        if verbose:
-            print(f"loss {loss.item():.6g}")
-        return loss.item(), grad
-
-    x0 = np.concatenate([p.detach().numpy().ravel() for p in params])
-    res = minimize(objective, x0, jac=True, method="L-BFGS-B",
-                   options={"maxiter": max_iter, "ftol": 1e-15, "gtol": 1e-12})
-    objective(res.x)
-    model.e0.requires_grad_(False)
-    for p in params:
-        p.grad = None
-    model.fit_info = {"loss": float(res.fun), "iterations": int(res.nit), "message": str(res.message)}
-    return LennardJones(model=model)
+            model.e0.copy_(torch.as_tensor(e0))
+    return model
 
 
-def add_train_arguments(parser):
-    """Options of ``ase-mlcalc train lj``."""
-    parser.add_argument("--cutoff", type=float, default=5.0, help="cutoff in Å (default 5.0)")
-    parser.add_argument("--energy-sigma", type=float, default=0.01, help="expected energy error, eV/atom (default 0.01)")
-    parser.add_argument("--force-sigma", type=float, default=0.1, help="expected force error, eV/Å (default 0.1)")
-    parser.add_argument("--smooth", action="store_true", help="ASE's smooth cutoff instead of the energy shift")
-    parser.add_argument("--max-iter", type=int, default=300, help="L-BFGS iterations (default 300)")
+def lennard_jones_keywords(model, given=None):
+    """The :class:`LennardJones` keywords that rebuild ``model`` (JSON-able): the ``given``
+    keywords with tables resolved to (n, n) nested lists, or values read off the model."""
+    e0 = model.e0.detach().cpu().numpy()
+    every = tuple(model.species) == ALL_ELEMENTS
+    out = {"rc": model.cutoff, "ro": model.ro, "smooth": model.smooth, "shift": model.shift,
+           "species": None if every else symbols(model.species), "e0": e0.tolist() if np.any(e0) else None}
+    if given is not None:
+        for name, mixing in (("epsilon", _mix_epsilon), ("sigma", _mix_sigma)):
+            value = given[name]
+            out[name] = float(value) if np.isscalar(value) else _pair_matrix(value, model.species, name, mixing).tolist()
+        return out
+    eps, sig = model.epsilon, model.sigma
+    uniform = every and np.all(eps == eps.flat[0]) and np.all(sig == sig.flat[0])
+    out["epsilon"] = float(eps.flat[0]) if uniform else eps.tolist()
+    out["sigma"] = float(sig.flat[0]) if uniform else sig.tolist()
+    return out
 
 
-def train_from_args(args):
-    """Run ``ase-mlcalc train lj``: fit, save, print the error table and write the parity plot."""
-    import os
-
-    from ..training import read_frames, report
-
-    train = read_frames(args.train)
-    test = read_frames(args.test) if args.test else None
-    calc = fit_lennard_jones(train, cutoff=args.cutoff, energy_sigma=args.energy_sigma,
-                             force_sigma=args.force_sigma, smooth=args.smooth, max_iter=args.max_iter)
-    calc.save(args.output, metadata={"trained_on": os.path.basename(args.train), **calc.model.fit_info})
-    print(f"epsilon (eV):\n{calc.epsilon}\nsigma (Å):\n{calc.sigma}\ne0 (eV): {calc.model.e0.numpy()}")
-    report(calc.model, train, test, plot=args.plot or os.path.splitext(args.output)[0] + ".png")
-    print(f"model written to {args.output}")
+register_family("lennard_jones", LennardJonesModel, LennardJones)

@@ -1,52 +1,13 @@
-"""Command-line interface: ``ase-mlcalc train FAMILY ... | eval MODEL FILE | md | relax | eos | elastic | phonons``.
+"""``ase-mlcalc md | relax | eos | elastic | phonons STRUCTURE MODEL``: the workflows of :mod:`ase_mlcalc.workflows`.
 
-The simulation subcommands take ``STRUCTURE MODEL``: any file ase.io reads and
-a model file of any family (read with :func:`ase_mlcalc.load`); they run the
-functions of :mod:`ase_mlcalc.workflows`, print the results and write plots
-(PNG) named after the structure file in the current directory unless told
-otherwise (``--plot PATH``; ``--plot ''`` for none).
+STRUCTURE is any file ase.io reads, MODEL a model file of any family (read
+with :func:`ase_mlcalc.load`). Results are printed; plots (PNG) are named
+after the structure file in the current directory unless told otherwise
+(``--plot PATH``; ``--plot ''`` for none).
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import sys
-
-# Families that can be trained from the command line: name -> module with
-# add_train_arguments(parser) and train_from_args(args).
-TRAINERS = {
-    "lj": "ase_mlcalc.models.lennard_jones",
-    "gap": "ase_mlcalc.models.sparse_gp",
-    "bpnn": "ase_mlcalc.models.bpnn",
-}
-
-
-def _add_eval(sub):
-    p = sub.add_parser("eval", help="error table of a saved model on a labelled structure file")
-    p.add_argument("model", help="model file written by 'ase-mlcalc train' or calc.save()")
-    p.add_argument("files", nargs="+", help="structure files with reference energy/forces (any ase.io format)")
-    p.add_argument("--index", default=":", help="ase.io index of frames to read (default ':')")
-    p.add_argument("--plot", help="write a parity plot (PNG) to this path")
-    p.set_defaults(func=_eval)
-
-
-def _eval(args):
-    from .io import load_model
-    from .training import evaluate, format_error_table, parity_plot, read_frames
-
-    model = load_model(args.model)
-    rows, preds = {}, {}
-    for path in args.files:
-        frames = read_frames(path, args.index)
-        rows[path], preds[path] = evaluate(model, frames)
-    print(format_error_table(rows))
-    if args.plot:
-        parity_plot(preds, args.plot, title=args.model)
-        print(f"parity plot written to {args.plot}")
-
-
-# --------------------------------------------------------------------------- simulation subcommands
 
 def _add_structure_model(p, what):
     p.add_argument("structure", help=f"{what} (any file ase.io reads)")
@@ -76,9 +37,9 @@ def _write_plot(args, suffix, plot_fn, result):
 def _read_structure_and_calc(args):
     import ase.io
 
-    from .io import load
-
     from ase.io.formats import UnknownFileTypeError
+
+    from ..io import load
 
     try:
         atoms = ase.io.read(args.structure, index=args.index)
@@ -86,15 +47,12 @@ def _read_structure_and_calc(args):
         raise ValueError(f"cannot read {args.structure}: {err}") from None
     if isinstance(atoms, list):
         raise ValueError(f"--index {args.index!r} selects {len(atoms)} frames; give a single frame")
-    calc = load(args.model, device=args.device)
-    if hasattr(calc, "uncertainty"):
-        calc.uncertainty = False  # no workflow here reports GAP variances; they cost as much as the forces
-    return atoms, calc
+    return atoms, load(args.model, device=args.device)
 
 
 def _maybe_relax_first(args, atoms, calc):
     """Relax positions and cell (fmax args.relax_fmax) before elastic/phonon calculations, unless --no-relax."""
-    from .workflows import relax
+    from ..workflows import relax
 
     if args.no_relax:
         return
@@ -112,7 +70,7 @@ def _add_relax_first(p):
                    help="force tolerance of that relaxation, eV/Å (default 1e-4)")
 
 
-def _add_md(sub):
+def add_md(sub):
     p = sub.add_parser("md", help="molecular dynamics (NVE velocity Verlet or NVT Langevin) with ASE")
     _add_structure_model(p, "starting structure")
     p.add_argument("--ensemble", choices=["nve", "langevin"], default="nve")
@@ -137,7 +95,7 @@ def _add_md(sub):
 def _md(args):
     import os
 
-    from .workflows import plot_md, run_md
+    from ..workflows import plot_md, run_md
 
     atoms, calc = _read_structure_and_calc(args)
     if args.repeat:
@@ -154,7 +112,7 @@ def _md(args):
     _write_plot(args, "md", plot_md, res)
 
 
-def _add_relax(sub):
+def add_relax(sub):
     p = sub.add_parser("relax", help="relax positions and cell (FrechetCellFilter) and write the relaxed structure")
     _add_structure_model(p, "structure to relax")
     p.add_argument("--fmax", type=float, default=0.01, help="force tolerance, eV/Å (default 0.01)")
@@ -176,7 +134,7 @@ def _relax(args):
 
     import ase.io
 
-    from .workflows import relax
+    from ..workflows import relax
 
     atoms, calc = _read_structure_and_calc(args)
     res = relax(atoms, calc, fmax=args.fmax, cell=not args.no_cell, optimizer=args.optimizer, steps=args.steps,
@@ -188,7 +146,7 @@ def _relax(args):
     print(f"relaxed structure written to {out}")
 
 
-def _add_eos(sub):
+def add_eos(sub):
     p = sub.add_parser("eos", help="equation of state E(V): V0, E0, bulk modulus, lattice constant")
     _add_structure_model(p, "crystal structure (relaxed or close to it)")
     p.add_argument("--strain", type=float, default=0.03,
@@ -201,7 +159,7 @@ def _add_eos(sub):
 
 
 def _eos(args):
-    from .workflows import equation_of_state, plot_eos
+    from ..workflows import equation_of_state, plot_eos
 
     atoms, calc = _read_structure_and_calc(args)
     res = equation_of_state(atoms, calc, max_strain=args.strain, n_points=args.points, eos=args.eos,
@@ -210,7 +168,7 @@ def _eos(args):
     _write_plot(args, "eos", plot_eos, res)
 
 
-def _add_elastic(sub):
+def add_elastic(sub):
     p = sub.add_parser("elastic", help="elastic constants C_ij from stress-strain finite differences")
     _add_structure_model(p, "crystal structure")
     p.add_argument("--strain", type=float, default=1e-3,
@@ -222,7 +180,7 @@ def _add_elastic(sub):
 
 
 def _elastic(args):
-    from .workflows import elastic_constants
+    from ..workflows import elastic_constants
 
     atoms, calc = _read_structure_and_calc(args)
     _maybe_relax_first(args, atoms, calc)
@@ -231,7 +189,7 @@ def _elastic(args):
     print(res.summary())
 
 
-def _add_phonons(sub):
+def add_phonons(sub):
     p = sub.add_parser("phonons", help="phonon band structure and DOS (finite displacements, ase.phonons)")
     _add_structure_model(p, "primitive cell of the crystal")
     p.add_argument("--supercell", type=int, nargs=3, metavar=("N1", "N2", "N3"),
@@ -249,7 +207,7 @@ def _add_phonons(sub):
 
 
 def _phonons(args):
-    from .workflows import phonons, plot_phonons
+    from ..workflows import phonons, plot_phonons
 
     atoms, calc = _read_structure_and_calc(args)
     _maybe_relax_first(args, atoms, calc)
@@ -259,41 +217,4 @@ def _phonons(args):
     _write_plot(args, "phonons", plot_phonons, res)
 
 
-def build_parser():
-    parser = argparse.ArgumentParser(
-        prog="ase-mlcalc",
-        description="Machine-learned interatomic potentials as ASE calculators: train, evaluate, simulate.")
-    from . import __version__
-
-    parser.add_argument("--version", action="version", version=f"ase_mlcalc {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train", help="fit a potential to labelled structures")
-    fam = train.add_subparsers(dest="family", required=True)
-    for name, module in TRAINERS.items():
-        mod = importlib.import_module(module)
-        p = fam.add_parser(name, help=(mod.__doc__ or "").strip().splitlines()[0])
-        p.add_argument("--train", required=True, help="training structures with energy and forces (any ase.io format)")
-        p.add_argument("--test", help="test structures for the error table")
-        p.add_argument("-o", "--output", required=True, help="model file to write")
-        p.add_argument("--plot", help="parity plot PNG (default: OUTPUT with .png)")
-        mod.add_train_arguments(p)
-        p.set_defaults(func=mod.train_from_args)
-    _add_eval(sub)
-    for add in (_add_md, _add_relax, _add_eos, _add_elastic, _add_phonons):
-        add(sub)
-    return parser
-
-
-def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        args.func(args)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"ase-mlcalc: error: {err}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+COMMANDS = (add_md, add_relax, add_eos, add_elastic, add_phonons)
