@@ -39,6 +39,7 @@ the pure-PyTorch AEV (``strategy="pyaev"``) is used on every device.
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import statistics
 import time
@@ -168,7 +169,7 @@ def main():
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     ours = {}  # (device, n_atoms) -> BPNN energy+forces median (s)
     for dev in devices:
-        calc = BPNN(model, device=dev)
+        calc = BPNN(model if dev == "cpu" else copy.deepcopy(model), device=dev)  # a calculator owns its model
         for n in (128, 2000):
             t = ours[dev, n] = time_calc(calc, cell(n), args.repeats)
             rate = md_rate(calc, cell(n), args.md_steps if n == 128 else max(3, args.md_steps // 4))
