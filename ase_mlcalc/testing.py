@@ -23,8 +23,37 @@ __all__ = [
     "check_forces_finite_differences", "check_stress_finite_differences", "check_energies_add_up",
     "check_invariances", "check_supercell_extensivity", "check_periodic_images", "check_batch_equals_single",
     "check_fragments_additive", "check_isolated_atom", "check_empty_atoms", "check_save_load_fresh_process",
-    "check_todict_round_trip", "check_results_are_float64", "run_all",
+    "check_todict_round_trip", "check_results_are_float64", "run_all", "labelled_frames",
 ]
+
+
+#: the toy reference: Lennard-Jones parameters (eV, Å) of the noble gases, Lorentz-Berthelot mixing
+TOY_LJ = {"epsilon": {"Ar": 0.0104, "Kr": 0.014, "Xe": 0.02}, "sigma": {"Ar": 3.4, "Kr": 3.65, "Xe": 3.95}}
+
+
+def labelled_frames(n, species=("Ar",), seed=0, repeat=(2, 1, 1), rattle=0.1, a=5.3):
+    """``n`` toy training frames: rattled fcc cells (lattice constant ``a`` Å, ``repeat`` conventional
+    cells) of the elements in ``species`` (Ar, Kr, Xe; in equal shares at random sites), labelled with
+    energy, forces and stress by a Lennard-Jones reference (:data:`TOY_LJ`, cutoff 6 Å)."""
+    from ase.build import bulk
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from .models.lennard_jones import LennardJones
+
+    from ase.data import atomic_numbers
+
+    ref = LennardJones(species=list(TOY_LJ["epsilon"]), **TOY_LJ, rc=6.0)
+    frames = []
+    for k in range(n):
+        rng = np.random.default_rng(seed + k)
+        atoms = bulk("Ar", "fcc", a=a, cubic=True) * repeat
+        atoms.numbers = [atomic_numbers[species[s]] for s in rng.permutation(len(atoms)) % len(species)]
+        atoms.rattle(rattle, seed=seed + k)
+        atoms.calc = ref
+        atoms.calc = SinglePointCalculator(atoms, energy=atoms.get_potential_energy(), forces=atoms.get_forces(),
+                                           stress=atoms.get_stress())
+        frames.append(atoms)
+    return frames
 
 
 def _results(calc, atoms, stress=True):

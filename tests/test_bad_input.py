@@ -12,6 +12,7 @@ from ase_mlcalc import (InvalidStructureError, LennardJones, ModelFileError, Tra
                         UnknownElementError)
 from ase_mlcalc.cli import main
 from ase_mlcalc.descriptors import ACSF, SOAP
+from ase_mlcalc.testing import labelled_frames
 from ase_mlcalc.training import fit_bpnn, fit_gap, fit_lennard_jones
 
 SMALL_GAP = dict(cutoff=4.5, n_max=3, l_max=3, n_sparse=10, progress=False)
@@ -21,15 +22,7 @@ FITS = {"lj": (fit_lennard_jones, SMALL_LJ), "gap": (fit_gap, SMALL_GAP), "bpnn"
 
 
 def frames(n=3, seed=0):
-    ref = LennardJones(epsilon=0.0104, sigma=3.4, rc=6.0)
-    out = []
-    for k in range(n):
-        a = bulk("Ar", "fcc", a=5.3, cubic=True)
-        a.rattle(0.1, seed=seed + k)
-        a.calc = ref
-        a.calc = SinglePointCalculator(a, energy=a.get_potential_energy(), forces=a.get_forces())
-        out.append(a)
-    return out
+    return labelled_frames(n, seed=seed, repeat=(1, 1, 1))
 
 
 @pytest.fixture(scope="module")

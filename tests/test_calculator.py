@@ -9,27 +9,19 @@ import numpy as np
 import pytest
 import torch
 from ase.build import bulk
-from ase.calculators.singlepoint import SinglePointCalculator
 
 import ase_mlcalc
 from ase_mlcalc import GAP, LennardJones, MLCalculator
 from ase_mlcalc.graph import build_graph
 from ase_mlcalc.neighbors import NeighborListCache
+from ase_mlcalc.testing import labelled_frames
 from ase_mlcalc.training import fit_bpnn, fit_gap
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 
 
 def toy_frames(n=4, seed=0):
-    ref = LennardJones(epsilon=0.0104, sigma=3.4, rc=6.0)
-    frames = []
-    for k in range(n):
-        a = bulk("Ar", "fcc", a=5.3, cubic=True) * (2, 1, 1)
-        a.rattle(0.1, seed=seed + k)
-        a.calc = ref
-        a.calc = SinglePointCalculator(a, energy=a.get_potential_energy(), forces=a.get_forces())
-        frames.append(a)
-    return frames
+    return labelled_frames(n, seed=seed)
 
 
 @pytest.fixture(scope="module")

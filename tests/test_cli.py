@@ -3,7 +3,6 @@ import subprocess
 import sys
 
 import ase.io
-import numpy as np
 import pytest
 
 import ase_mlcalc

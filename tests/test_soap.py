@@ -25,6 +25,25 @@ def sic(rattle=0.1, seed=2):
     return a
 
 
+def inp(rattle=0.15, seed=3):
+    a = bulk("InP", "zincblende", 5.87, cubic=True)
+    a.rattle(rattle, seed=seed)
+    a.set_cell(a.cell.array @ [[1.0, 0.03, 0.0], [0.0, 1.0, -0.02], [0.01, 0.0, 1.0]], scale_atoms=True)
+    return a
+
+
+def acetylacetone():
+    """A C5H8O2 molecule from the acac DFT set (MIT licence, BOTNet-datasets; tests/data)."""
+    import os
+
+    import ase.io
+
+    return ase.io.read(os.path.join(os.path.dirname(__file__), "data", "acac_frame.xyz"))
+
+
+SYSTEMS = {"si": si8, "sic": sic, "inp": inp, "acac": acetylacetone}
+
+
 def quippy_soap(atoms, species, **h):
     from quippy.descriptors import Descriptor as QuippyDescriptor
 
@@ -47,14 +66,18 @@ def quippy_soap(atoms, species, **h):
     ("sic", [6, 14], dict(cutoff=4.5, cutoff_transition_width=0.3, n_max=3, l_max=5, atom_sigma=0.6)),
     ("sic", [14, 6], dict(HYPERS, central_weight=0.7, central_reference_all_species=True)),
     ("si", [14], dict(HYPERS, central_weight=0.0)),
+    ("inp", [49, 15], dict(cutoff=5.2, cutoff_transition_width=0.5, n_max=6, l_max=4, atom_sigma=0.5)),
+    ("inp", [15, 49], dict(cutoff=5.2, cutoff_transition_width=0.5, n_max=6, l_max=4, atom_sigma=0.5)),
+    ("acac", [1, 6, 8], dict(cutoff=4.0, cutoff_transition_width=0.5, n_max=4, l_max=4, atom_sigma=0.5)),
+    ("acac", [8, 1, 6], dict(cutoff=4.0, cutoff_transition_width=0.5, n_max=4, l_max=4, atom_sigma=0.5)),
 ])
 def test_values_equal_quippy(system, species, hypers):
     pytest.importorskip("quippy", reason="quippy-ase (QUIP's soap descriptor) is not installed")
-    atoms = si8() if system == "si" else sic()
+    atoms = SYSTEMS[system]()
     ours = SOAP(species, **hypers).compute(atoms)
     ref = quippy_soap(atoms, species, **hypers)
     assert ours.shape == ref.shape
-    np.testing.assert_allclose(ours, ref, rtol=1e-6, atol=1e-6 * np.abs(ref).max())
+    np.testing.assert_allclose(ours, ref, rtol=1e-10, atol=1e-10 * np.abs(ref).max())
 
 
 def test_n_features_and_unit_norm():

@@ -37,6 +37,8 @@ computed when the calculator asks for them (``uncertainty=True``, or
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -62,30 +64,66 @@ def _check_positive(name, value):
     return value
 
 
+def _check_nonnegative(name, value):
+    value = float(value)
+    if not (np.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return value
+
+
+def pair_index(n_species):
+    """(n, n) int64 table of unordered species pairs a <= b, numbered (0,0), (0,1), ..., (1,1), ...
+    (the order of gap_fit's ``add_species`` expansion of a pair descriptor)."""
+    table = np.zeros((n_species, n_species), np.int64)
+    p = 0
+    for a in range(n_species):
+        for b in range(a, n_species):
+            table[a, b] = table[b, a] = p
+            p += 1
+    return table
+
+
+def _pow(x, zeta):
+    return x ** int(zeta) if float(zeta).is_integer() else x ** zeta
+
+
 class SoapTerm(torch.nn.Module):
-    """GP term on normalised SOAP power spectra: k(q, q') = delta^2 (q . q')^zeta, within one centre species.
+    """GP term on normalised SOAP power spectra (gap_fit's ``soap ... covariance_type=dot_product``).
+
+    k(q, q') = delta^2 (q . q' + sigma0^2)^zeta between atoms of the same centre species (one
+    GP per species: gap_fit's ``add_species=T``); sigma0 is gap_fit's ``covariance_sigma0``.
 
     Parameters
     ----------
-    species : atomic numbers (the model's, in its order)
+    species : atomic numbers (the model's, in its order: the SOAP channel order)
     cutoff, cutoff_transition_width, atom_sigma : Å; n_max, l_max : SOAP basis sizes (GAP's names)
-    zeta : int >= 1; delta : float, eV
-    n_sparse : int, number of sparse points of the term (buffers are sized by it)
+    zeta : float >= 1 (an integer in the usual recipes); delta : float, eV
+    n_sparse : int, number of sparse points of the term, all species together (buffers are sized by it)
+    covariance_sigma0 : float >= 0, see above
+    central_weight, central_reference_all_species : SOAP options (see :class:`~ase_mlcalc.descriptors.SOAP`)
 
-    Buffers: ``sparse_points`` (n_sparse, n_features), ``sparse_species`` (n_sparse,) species index.
+    Buffers: ``sparse_points`` (n_sparse, n_features), ``sparse_species`` (n_sparse,) centre species index.
     """
 
     kind = "soap"
 
     def __init__(self, species, cutoff=DEFAULTS["cutoff"], cutoff_transition_width=DEFAULTS["cutoff_transition_width"],
                  n_max=DEFAULTS["n_max"], l_max=DEFAULTS["l_max"], atom_sigma=DEFAULTS["atom_sigma"],
-                 zeta=DEFAULTS["zeta"], delta=DEFAULTS["delta"], n_sparse=DEFAULTS["n_sparse"]):
+                 zeta=DEFAULTS["zeta"], delta=DEFAULTS["delta"], n_sparse=DEFAULTS["n_sparse"], covariance_sigma0=0.0,
+                 central_weight=1.0, central_reference_all_species=None):
         super().__init__()
-        self.zeta = _check_positive_int("zeta", zeta)
+        self.zeta = float(zeta)
+        if not (np.isfinite(self.zeta) and self.zeta >= 1):
+            raise ValueError(f"zeta must be >= 1, got {zeta!r}")
+        if self.zeta.is_integer():
+            self.zeta = int(self.zeta)
         self.delta = _check_positive("delta", delta)
         self.n_sparse = _check_positive_int("n_sparse", n_sparse)
+        self.covariance_sigma0 = _check_nonnegative("covariance_sigma0", covariance_sigma0)
         self.descriptor = SOAP(species, cutoff=cutoff, cutoff_transition_width=cutoff_transition_width,
-                               n_max=n_max, l_max=l_max, atom_sigma=atom_sigma, normalise=True)
+                               n_max=n_max, l_max=l_max, atom_sigma=atom_sigma, normalise=True,
+                               central_weight=central_weight,
+                               central_reference_all_species=central_reference_all_species)
         self.cutoff = self.descriptor.cutoff
         F = self.descriptor.n_features
         self.register_buffer("sparse_points", torch.zeros(self.n_sparse, F, dtype=torch.float64))
@@ -95,61 +133,240 @@ class SoapTerm(torch.nn.Module):
         s = self.descriptor
         return {"kind": self.kind, "cutoff": s.cutoff, "cutoff_transition_width": s.cutoff_transition_width,
                 "n_max": s.n_max, "l_max": s.l_max, "atom_sigma": s.atom_sigma, "zeta": self.zeta,
-                "delta": self.delta, "n_sparse": self.n_sparse}
+                "delta": self.delta, "n_sparse": self.n_sparse, "covariance_sigma0": self.covariance_sigma0,
+                "central_weight": s.central_weight,
+                "central_reference_all_species": s.central_reference_all_species}
 
-    # descriptors of the centre atoms and the kernel on them
+    # -- prediction (torch): features of the centre atoms, the kernel on them
     def features(self, graph):
         """Differentiable SOAP vectors of the graph's centre atoms (n_centers, n_features)."""
         return self.descriptor.torch(graph)
 
     def kernel_from_features(self, q, center_species):
         """k(q_i, q_m) (n_centers, n_sparse), zero across species."""
-        k = self.delta ** 2 * (q @ self.sparse_points.T.to(q.dtype)) ** self.zeta
+        k = self.delta ** 2 * _pow(q @ self.sparse_points.T.to(q.dtype) + self.covariance_sigma0 ** 2, self.zeta)
         return k * (center_species[:, None] == self.sparse_species[None, :])
 
     def prior_variance(self, q):
         """k(q_i, q_i) (n_centers,)."""
-        return self.delta ** 2 * (q * q).sum(1) ** self.zeta
+        q = q.detach()
+        return self.delta ** 2 * _pow((q * q).sum(1) + self.covariance_sigma0 ** 2, self.zeta)
 
     def sparse_kernel(self):
         """K_MM of the term's sparse points (n_sparse, n_sparse) float64 numpy."""
         Q = self.sparse_points.detach().cpu().numpy()
         Qs = self.sparse_species.cpu().numpy()
-        return self.delta ** 2 * (Q @ Q.T) ** self.zeta * (Qs[:, None] == Qs[None, :])
+        return self.delta ** 2 * _pow(Q @ Q.T + self.covariance_sigma0 ** 2, self.zeta) * (Qs[:, None] == Qs[None, :])
 
     # -- fitting (numpy): candidates for the sparse set and the rows of K_NM
     def candidates(self, D, i, j, sidx, n_atoms):
-        """Candidate sparse points of one structure: (SOAP vectors (n_atoms, F), species index (n_atoms,))."""
+        """Candidate sparse points of one structure: (SOAP vectors (n_atoms, F), centre species (n_atoms,))."""
         return self.descriptor.values(D, i, j, sidx, n_atoms), sidx[:n_atoms]
+
+    def set_sparse(self, points, labels):
+        with torch.no_grad():
+            self.sparse_points.copy_(torch.as_tensor(points))
+            self.sparse_species.copy_(torch.as_tensor(labels))
+
+    def label_elements(self, label):
+        """The atomic numbers a sparse-point label stands for: (Z of the centre,)."""
+        return (self.descriptor.species[int(label)],)
 
     def design(self, D, i, j, sidx, n_atoms, chunk=2048):
         """Kernel rows of one structure (edges of the full list, centre-sorted).
 
         Returns ``(energy_row (M,), blocks)``: ``energy_row[m] = sum_i k(q_i, q_m)``
         and ``blocks`` yields ``(start, stop, t)`` with ``t[e, c, m] = d (sum_i k(q_i, q_m)) / d D[e, c]``
-        for the edges ``start:stop`` (at most ``chunk`` of them at a time, to bound memory).
+        for the edges ``start:stop`` (at most ``chunk`` of them at a time, to bound memory). Only
+        the columns of the centre's own species are non-zero: they are computed per species.
         """
         q, jac = self.descriptor.values_and_jacobian(D, i, j, sidx, n_atoms)
         Q = self.sparse_points.detach().cpu().numpy()
-        same = sidx[:n_atoms, None] == self.sparse_species.cpu().numpy()[None, :]
-        qq = q @ Q.T  # (N, M)
-        energy_row = (self.delta ** 2 * qq ** self.zeta * same).sum(0)
-        w = self.zeta * self.delta ** 2 * qq ** (self.zeta - 1) * same  # dk/d(q . q_m)
+        Qs = self.sparse_species.cpu().numpy()
         M, F = Q.shape
+        same = sidx[:n_atoms, None] == Qs[None, :]
+        qq = q @ Q.T + self.covariance_sigma0 ** 2  # (N, M)
+        energy_row = (self.delta ** 2 * _pow(qq, self.zeta) * same).sum(0)
+        w = self.zeta * self.delta ** 2 * _pow(qq, self.zeta - 1) * same  # dk/d(q . q_m)
+        columns = [np.flatnonzero(Qs == s) for s in range(len(self.descriptor.species))]
+        center_species = sidx[i]
 
         def blocks():
             for start in range(0, len(i), chunk):
                 stop = min(len(i), start + chunk)
-                # t[e, c, m] = w[i_e, m] * sum_f jac[e, f, c] Q[m, f]
-                t = (np.ascontiguousarray(jac[start:stop].transpose(0, 2, 1)).reshape(-1, F) @ Q.T)
-                t = t.reshape(stop - start, 3, M)
-                t *= w[i[start:stop]][:, None, :]
+                if len(columns) == 1:  # one species: every column is the centre's
+                    jt = np.ascontiguousarray(jac[start:stop].transpose(0, 2, 1)).reshape(-1, F)
+                    t = (jt @ Q.T).reshape(stop - start, 3, M)
+                    t *= w[i[start:stop]][:, None, :]
+                    yield start, stop, t
+                    continue
+                t = np.zeros((stop - start, 3, M))
+                for s, cols in enumerate(columns):
+                    rows = np.flatnonzero(center_species[start:stop] == s)
+                    if not len(rows) or not len(cols):
+                        continue
+                    # t[e, c, m] = w[i_e, m] * sum_f jac[e, f, c] Q[m, f]
+                    jt = np.ascontiguousarray(jac[start + rows].transpose(0, 2, 1)).reshape(-1, F)
+                    ts = (jt @ Q[cols].T).reshape(len(rows), 3, len(cols))
+                    ts *= w[i[start + rows]][:, None, :][:, :, cols]
+                    t[rows[:, None, None], np.arange(3)[None, :, None], cols[None, None, :]] = ts
                 yield start, stop, t
 
         return energy_row, blocks()
 
 
-TERMS = {"soap": SoapTerm}
+class PairTerm(torch.nn.Module):
+    """GP term on interatomic distances (gap_fit's ``distance_2b ... covariance_type=ard_se``).
+
+    The energy of atom i is ``sum_j e(r_ij)`` over its neighbours j within the cutoff, with
+    (GAP's gp_predict and IPModel_GAP; each pair's energy counted for both atoms, as gap_fit's
+    full list of pair descriptors does)::
+
+        e(r) = f_c(r) sum_m alpha_m f_c(r_m) [delta^2 exp(-(r - r_m)^2 / (2 theta^2)) + f0^2]
+
+    for sparse distances r_m of the same (unordered) species pair, f_c GAP's cosine switch of
+    width ``cutoff_transition_width`` below ``cutoff`` (default 0.5 Å, as gap_fit).
+
+    Parameters
+    ----------
+    species : atomic numbers (the model's)
+    cutoff : Å; cutoff_transition_width : Å, in [0, cutoff]; theta : Å (gap_fit's ``theta_uniform``)
+    delta : eV; f0 : eV (gap_fit's ``f0``, default 0); n_sparse : sparse distances of the term, all pairs together
+
+    Buffers: ``sparse_points`` (n_sparse, 1) Å, ``sparse_species`` (n_sparse,) species-pair index
+    (:func:`pair_index`), ``sparse_cutoff`` (n_sparse,) f_c(r_m).
+    """
+
+    kind = "distance_2b"
+
+    def __init__(self, species, cutoff=5.0, cutoff_transition_width=0.5, delta=1.0, theta=1.0, f0=0.0,
+                 n_sparse=20):
+        super().__init__()
+        self.cutoff = _check_positive("cutoff", cutoff)
+        self.cutoff_transition_width = _check_nonnegative("cutoff_transition_width", cutoff_transition_width)
+        if self.cutoff_transition_width > self.cutoff:
+            raise ValueError(f"cutoff_transition_width must not exceed the cutoff, got {cutoff_transition_width}")
+        self.delta = _check_positive("delta", delta)
+        self.theta = _check_positive("theta", theta)
+        self.f0 = _check_nonnegative("f0", f0)
+        self.n_sparse = _check_positive_int("n_sparse", n_sparse)
+        self.species = tuple(species)
+        self.pairs = pair_index(len(self.species))
+        self.register_buffer("sparse_points", torch.zeros(self.n_sparse, 1, dtype=torch.float64))
+        self.register_buffer("sparse_species", torch.zeros(self.n_sparse, dtype=torch.int64))
+        self.register_buffer("sparse_cutoff", torch.zeros(self.n_sparse, dtype=torch.float64))
+
+    def hyperparameters(self):
+        return {"kind": self.kind, "cutoff": self.cutoff, "cutoff_transition_width": self.cutoff_transition_width,
+                "delta": self.delta, "theta": self.theta, "f0": self.f0, "n_sparse": self.n_sparse}
+
+    def cutoff_function(self, r):
+        """GAP's cosine switch f_c(r) and its derivative, numpy or torch ``r`` (Å)."""
+        lib = torch if isinstance(r, torch.Tensor) else np
+        rc, w = self.cutoff, self.cutoff_transition_width
+        if w == 0:
+            return lib.where(r < rc, 1.0 + 0 * r, 0 * r), 0 * r
+        t = lib.clip((r - rc + w) / w, 0.0, 1.0) * math.pi
+        fc = lib.where(r < rc, 0.5 * (lib.cos(t) + 1.0), 0 * r)
+        inside = (r > rc - w) & (r < rc)
+        return fc, lib.where(inside, -0.5 * math.pi / w * lib.sin(t), 0 * r)
+
+    def _kernel(self, r, lib):
+        """delta^2 exp(-(r - r_m)^2 / (2 theta^2)) (E, M) and its derivative in r, without f0 and cutoffs."""
+        rm = self.sparse_points[:, 0]
+        rm = rm.to(r.dtype) if lib is torch else rm.detach().cpu().numpy()
+        u = (r[:, None] - rm[None, :]) / self.theta
+        k = self.delta ** 2 * lib.exp(-0.5 * u * u)
+        return k, -k * u / self.theta
+
+    # -- prediction (torch)
+    def features(self, graph):
+        """(distances (E,), edge centres (E,), species pair (E,)) of the graph's edges within the cutoff."""
+        r = graph.edge_vectors
+        d = torch.sqrt((r * r).sum(1))
+        keep = torch.nonzero(d.detach() < self.cutoff).squeeze(1)
+        sidx = graph.tensor("species_index")
+        pairs = torch.as_tensor(self.pairs, device=r.device)
+        i, j = graph.tensor("centers")[keep], graph.tensor("neighbors")[keep]
+        return d[keep], i, pairs[sidx[i], sidx[j]], graph.n_centers
+
+    def _edge_kernel(self, feats):
+        d, i, p, _ = feats
+        k, _ = self._kernel(d, torch)
+        fc, _ = self.cutoff_function(d)
+        sc = self.sparse_cutoff.to(d.dtype)
+        return (k + self.f0 ** 2) * fc[:, None] * sc[None, :] * (p[:, None] == self.sparse_species[None, :])
+
+    def kernel_from_features(self, feats, center_species):
+        """K[i, m] = sum_j f_c(r_ij) f_c(r_m) k(r_ij, r_m) over same-pair edges (n_centers, n_sparse)."""
+        k = self._edge_kernel(feats)
+        return k.new_zeros(feats[3], self.n_sparse).index_add(0, feats[1], k)
+
+    def prior_variance(self, feats):
+        """var(epsilon_i) = sum_{j, j'} f_c(r_ij) f_c(r_ij') k(r_ij, r_ij') over same-pair neighbours (n_centers,)."""
+        d, i, p, n = (x.detach() if isinstance(x, torch.Tensor) else x for x in feats)
+        fc, _ = self.cutoff_function(d)
+        out = d.new_zeros(n)
+        if len(d) == 0:
+            return out
+        # edges are centre-sorted: pair up the edges of each centre, a few thousand centres at a time
+        starts = torch.searchsorted(i, torch.arange(n + 1, device=i.device))
+        for c0 in range(0, n, 2048):
+            lo, hi = int(starts[c0]), int(starts[min(n, c0 + 2048)])
+            ii, dd, pp, ff = i[lo:hi], d[lo:hi], p[lo:hi], fc[lo:hi]
+            same = (ii[:, None] == ii[None, :]) & (pp[:, None] == pp[None, :])
+            u = (dd[:, None] - dd[None, :]) / self.theta
+            k = (self.delta ** 2 * torch.exp(-0.5 * u * u) + self.f0 ** 2) * ff[:, None] * ff[None, :] * same
+            out.index_add_(0, ii, k.sum(1))
+        return out
+
+    def sparse_kernel(self):
+        rm = self.sparse_points[:, 0].detach().cpu().numpy()
+        k, _ = self._kernel(rm, np)
+        sc = self.sparse_cutoff.cpu().numpy()
+        ps = self.sparse_species.cpu().numpy()
+        return (k + self.f0 ** 2) * sc[:, None] * sc[None, :] * (ps[:, None] == ps[None, :])
+
+    # -- fitting (numpy)
+    def candidates(self, D, i, j, sidx, n_atoms):
+        """Candidate sparse distances of one structure: (distances (E, 1) Å, species pair (E,)) within the cutoff."""
+        r = np.sqrt(np.einsum("ij,ij->i", D, D))
+        keep = r < self.cutoff
+        return r[keep, None], self.pairs[sidx[i[keep]], sidx[j[keep]]]
+
+    def label_elements(self, label):
+        """The atomic numbers a sparse-point label stands for: the species pair (Z1 <= Z2)."""
+        a, b = np.argwhere(self.pairs == int(label))[0]
+        return tuple(sorted((self.species[a], self.species[b])))
+
+    def set_sparse(self, points, labels):
+        points = np.asarray(points, dtype=np.float64).reshape(-1, 1)
+        with torch.no_grad():
+            self.sparse_points.copy_(torch.as_tensor(points))
+            self.sparse_species.copy_(torch.as_tensor(labels))
+            self.sparse_cutoff.copy_(torch.as_tensor(self.cutoff_function(points[:, 0])[0]))
+
+    def design(self, D, i, j, sidx, n_atoms, chunk=8192):
+        """Kernel rows of one structure, as :meth:`SoapTerm.design`."""
+        r = np.sqrt(np.einsum("ij,ij->i", D, D))
+        p = self.pairs[sidx[i], sidx[j]]
+        ps = self.sparse_species.cpu().numpy()
+        sc = self.sparse_cutoff.cpu().numpy()
+        fc, dfc = self.cutoff_function(r)
+        k, dk = self._kernel(r, np)
+        match = (p[:, None] == ps[None, :]) * sc[None, :]
+        energy_row = ((k + self.f0 ** 2) * fc[:, None] * match).sum(0)
+        g = ((k + self.f0 ** 2) * dfc[:, None] + dk * fc[:, None]) * match / np.where(r > 0, r, 1.0)[:, None]
+
+        def blocks():
+            for start in range(0, len(i), chunk):
+                stop = min(len(i), start + chunk)
+                yield start, stop, D[start:stop, :, None] * g[start:stop, None, :]
+
+        return energy_row, blocks()
+
+
+TERMS = {"soap": SoapTerm, "distance_2b": PairTerm}
 
 
 class SparseGPModel(AtomisticModel):
@@ -158,9 +375,10 @@ class SparseGPModel(AtomisticModel):
     Parameters
     ----------
     species : elements (symbols or atomic numbers)
-    terms : list of dicts, each the keyword arguments of a term class plus
-        ``kind`` ("soap"); without ``terms``, one SOAP term built from the
-        keyword arguments (``cutoff``, ``n_max``, ..., ``n_sparse``; see :class:`SoapTerm`)
+    terms : list of dicts, each the keyword arguments of a term class plus its
+        ``kind``: "soap" (:class:`SoapTerm`) or "distance_2b" (:class:`PairTerm`);
+        without ``terms``, one SOAP term built from the keyword arguments
+        (``cutoff``, ``n_max``, ..., ``n_sparse``)
 
     Buffers (set by :func:`ase_mlcalc.training.fit_gap`, stored in model files)
     ---------------------------------------------------------------------------
@@ -168,7 +386,7 @@ class SparseGPModel(AtomisticModel):
     kmm_factor : (n_sparse_total,) * 2 upper-triangular U, K_MM = U^T U (block diagonal over terms), eV
     posterior_factor : (n_sparse_total,) * 2 upper-triangular R, Sigma^-1 = R^T R, eV
         (both zero when the variance was not computed)
-    terms[t].sparse_points, terms[t].sparse_species : each term's sparse set
+    terms[t].sparse_points, terms[t].sparse_species (, terms[t].sparse_cutoff) : each term's sparse set
 
     Outputs: ``energies_uncertainty`` (n_atoms,) and ``energy_uncertainty``
     (float), predictive standard deviations in eV; computed every call with the
@@ -246,7 +464,7 @@ class SparseGPModel(AtomisticModel):
         feats, K = self._kernel(graph)
         energies = K @ self.alpha.to(K.dtype) + self.e0.to(K.dtype)[graph.center_species]
         # the outputs share their work: asked for one, the model returns all of them
-        extra = self._uncertainty([x.detach() for x in feats], K.detach()) if outputs else {}
+        extra = self._uncertainty(feats, K.detach()) if outputs else {}
         return energies, extra
 
     def _uncertainty(self, feats, K):

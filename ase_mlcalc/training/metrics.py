@@ -76,12 +76,9 @@ def format_error_table(rows):
 
 def parity_plot(predictions, path, title=None):
     """PNG parity plot (energy per atom and force components) for sets {name: predictions from evaluate()}."""
-    import matplotlib
+    from ..plotting import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
+    fig, axes = pyplot().subplots(1, 2, figsize=(10, 4.5))
     for name, p in predictions.items():
         ref = p["reference"]
         axes[0].scatter(ref["energy"] / ref["n_atoms"], p["energy"] / ref["n_atoms"], s=8, label=name, alpha=0.7)
@@ -97,11 +94,7 @@ def parity_plot(predictions, path, title=None):
         ax.set_xlabel(f"DFT {what}")
         ax.set_ylabel(f"model {what}")
         ax.legend()
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, title)
 
 
 def report(model, sets, plot=None, title=None, printer=print):

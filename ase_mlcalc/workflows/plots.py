@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-
-def pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from ..plotting import pyplot, save_figure
 
 
 def plot_md(result, path, title=None):
@@ -30,11 +23,7 @@ def plot_md(result, path, title=None):
         ax2.legend()
     ax2.set_xlabel("time (ps)")
     ax2.set_ylabel("temperature (K)")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, title)
 
 
 def plot_eos(result, path, title=None):
@@ -52,11 +41,7 @@ def plot_eos(result, path, title=None):
     ax.set_xlabel("volume (Å³/atom)")
     ax.set_ylabel("energy (eV/atom)")
     ax.legend(loc="lower right")
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, title)
 
 
 def plot_phonons(result, path, title=None):
@@ -75,8 +60,4 @@ def plot_phonons(result, path, title=None):
     axd.fill_betweenx(result.dos_frequencies, 0, result.dos, color="C1", alpha=0.3)
     axd.set_xlabel(f"DOS (states/{result.unit})")
     axd.set_xlim(left=0)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, title)
