@@ -197,13 +197,14 @@ class MLCalculator(Calculator):
         if getattr(self, "model", None) is not None:
             self._nl = NeighborListCache(self.model.cutoff, self.parameters["skin"], bothways=self.model.full_list)
 
-    def save(self, path, metadata=None):
+    def save(self, path, metadata=None, format=None):
         """Write the model to one versioned file (:func:`ase_mlcalc.load` reads it back);
-        ``calc.parameters["model"]`` then names that file."""
-        from .io import save_model
+        ``calc.parameters["model"]`` then names that file. ``format="quip"`` (or a path ending
+        in .xml) writes a GAP as a QUIP/GAP XML potential instead (see :func:`ase_mlcalc.save_model`)."""
+        from .io import model_format, save_model
 
-        save_model(self.model, path, metadata)
-        if self.stores_model_path:
+        save_model(self.model, path, metadata, format=format)
+        if self.stores_model_path and model_format(path, format) == "ase_mlcalc":
             self.parameters["model"] = os.fspath(path)
 
     # -- calculation -------------------------------------------------------------------------------

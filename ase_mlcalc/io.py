@@ -1,5 +1,10 @@
 """Model files: one versioned, checksummed file per model, any family; and the loader for every format.
 
+:func:`load` / :func:`load_model` also read the potentials users already own:
+a QUIP/GAP XML file (``*.xml``, :mod:`ase_mlcalc.interop.quip`) and an
+n2p2/RuNNer directory holding ``input.nn`` (:mod:`ase_mlcalc.interop.n2p2`);
+:func:`save_model` writes our GAP as QUIP XML with ``format="quip"``.
+
 File layout (a ``torch.save`` dict, read back with ``weights_only=True`` so a
 model file cannot run code): ``format`` ("ase_mlcalc-model"), ``version``
 (int), ``family``, ``species`` (atomic numbers), ``units``
@@ -41,12 +46,37 @@ def _checksum(payload):
     return h.hexdigest()
 
 
-def save_model(model, path, metadata=None):
+def model_format(path, format=None):
+    """The format of a model path: "ase_mlcalc" (our files), "quip" (``*.xml``) or "n2p2" (a directory)."""
+    if format is not None:
+        if format not in FORMATS:
+            raise ValueError(f"unknown model format {format!r} (known: {', '.join(FORMATS)})")
+        return format
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        return "n2p2"
+    return "quip" if path.lower().endswith(".xml") else "ase_mlcalc"
+
+
+#: model formats and the options their readers take (passed through load(..., format_options))
+FORMATS = {"ase_mlcalc": (), "quip": (), "n2p2": ("length_unit", "energy_unit")}
+
+
+def save_model(model, path, metadata=None, format=None):
     """Write ``model`` (an AtomisticModel) to ``path``.
 
-    The write goes to a temporary file first, then is renamed, so an
-    interrupted save never leaves a truncated model behind.
+    ``format`` "ase_mlcalc" (default; "quip" for a path ending in .xml) writes our versioned file: to a
+    temporary file first, then renamed, so an interrupted save never leaves a truncated model behind.
+    "quip" writes a GAP as a QUIP/GAP XML potential that quippy and LAMMPS's ``pair_style quip`` read
+    (:func:`ase_mlcalc.interop.quip.write_quip_xml`).
     """
+    fmt = model_format(path, format)
+    if fmt == "quip":
+        from .interop.quip import write_quip_xml
+
+        return write_quip_xml(model, path)
+    if fmt != "ase_mlcalc":
+        raise ValueError(f"ase_mlcalc cannot write {fmt} models")
     payload = {
         "format": FORMAT,
         "version": VERSION,
@@ -124,13 +154,29 @@ def _upgrade_v1(payload):
                 sd[f"terms.0.{key}"] = sd.pop(key)
 
 
-def load_model(path):
-    """Rebuild the AtomisticModel stored in ``path`` (on the CPU, float64).
+def load_model(path, format=None, **format_options):
+    """Rebuild the AtomisticModel stored in ``path`` (on the CPU, float64): an ase_mlcalc model file,
+    a QUIP/GAP XML potential (``*.xml``) or an n2p2 directory (``format_options``: ``length_unit``,
+    ``energy_unit`` of its files, Bohr and Hartree by default).
 
     Raises
     ------
     FileNotFoundError, ModelFileError
     """
+    fmt = model_format(path, format)
+    unknown = sorted(set(format_options) - set(FORMATS[fmt]))
+    if unknown:
+        raise TypeError(f"options {', '.join(unknown)} do not apply to {fmt} model files")
+    if not os.path.exists(os.fspath(path)):
+        raise FileNotFoundError(f"no model file at {os.fspath(path)}")
+    if fmt == "quip":
+        from .interop.quip import read_quip_xml
+
+        return read_quip_xml(path)
+    if fmt == "n2p2":
+        from .interop.n2p2 import read_n2p2
+
+        return read_n2p2(path, **format_options)
     payload = read_model_file(path)
     try:
         model_cls, _ = get_family(payload["family"])
@@ -148,22 +194,24 @@ def load_model(path):
     return model
 
 
-def load(path, device="cpu", **calculator_kwargs):
-    """A ready ASE calculator for any saved ase_mlcalc model file.
+def load(path, device="cpu", format=None, format_options=None, **calculator_kwargs):
+    """A ready ASE calculator for any saved ase_mlcalc model file, QUIP/GAP XML potential or n2p2 directory.
 
     Parameters
     ----------
     path : str or PathLike
     device : "cpu" or "cuda"
+    format : None (from the path, see :func:`model_format`), "ase_mlcalc", "quip" or "n2p2"
+    format_options : dict of reader options (n2p2: ``length_unit``, ``energy_unit``)
     **calculator_kwargs : calculator parameters and model options (e.g. ``skin``, ``uncertainty``)
 
     Raises
     ------
     FileNotFoundError, ModelFileError; TypeError for an unknown keyword
     """
-    model = load_model(path)
+    model = load_model(path, format=format, **(format_options or {}))
     _, calc_cls = get_family(model.family)
     calc = calc_cls(model=model, device=device, **calculator_kwargs)
-    if calc.stores_model_path:
+    if calc.stores_model_path and model_format(path, format) == "ase_mlcalc":
         calc.parameters["model"] = os.fspath(path)
     return calc
