@@ -11,6 +11,7 @@ from ase_mlcalc.models.sparse_gp import PairTerm, SparseGPModel
 from ase_mlcalc.testing import labelled_frames
 from ase_mlcalc.training import fit_bpnn, fit_gap, fit_lennard_jones
 from ase_mlcalc.training import sparse_gp as gp_fit
+from ase_mlcalc.training.data import reference_energies
 
 SPECIES = ["Ar", "Kr", "Xe"]
 SMALL_SOAP = dict(cutoff=4.8, n_max=3, l_max=3, n_sparse=12, progress=False)
@@ -24,6 +25,16 @@ def energies(calc, frames):
         b.calc = calc
         out.append(b.get_potential_energy())
     return np.array(out)
+
+
+def stress_error(calc, frames):
+    """RMS error of the stress components (eV/Å³) of ``calc`` on labelled frames."""
+    errs = []
+    for a in frames:
+        b = a.copy()
+        b.calc = calc
+        errs.append(b.get_stress() - a.get_stress())
+    return np.sqrt(np.mean(np.square(errs)))
 
 
 def test_distance_2b_kernel_rows_match_finite_differences():
@@ -96,15 +107,15 @@ def test_e0_methods():
         iso.append(a)
     E = np.array([a.get_potential_energy() for a in frames])
     species = (18, 36)
-    got = gp_fit.reference_energies(frames + iso, species, np.r_[E, -0.5, -0.75], 5.0)  # auto: isolated
+    got = reference_energies(frames + iso, species, np.r_[E, -0.5, -0.75], 5.0)  # auto: isolated
     np.testing.assert_allclose(got, [-0.5, -0.75])
-    got = gp_fit.reference_energies(frames + iso[:1], species, np.r_[E, -0.5], 5.0)  # Kr by least squares
+    got = reference_energies(frames + iso[:1], species, np.r_[E, -0.5], 5.0)  # Kr by least squares
     assert got[0] == -0.5 and np.isfinite(got[1]) and got[1] != -0.75
-    avg = gp_fit.reference_energies(frames, species, E, 5.0, e0_method="average")
+    avg = reference_energies(frames, species, E, 5.0, e0_method="average")
     np.testing.assert_allclose(avg, np.mean(E / len(frames[0])))
     with pytest.raises(Exception, match="isolated-atom frame of Kr"):
-        gp_fit.reference_energies(frames + iso[:1], species, np.r_[E, -0.5], 5.0, e0_method="isolated")
-    np.testing.assert_allclose(gp_fit.reference_energies(frames, species, E, 5.0, e0={"Kr": 1.0, "Ar": 2.0}),
+        reference_energies(frames + iso[:1], species, np.r_[E, -0.5], 5.0, e0_method="isolated")
+    np.testing.assert_allclose(reference_energies(frames, species, E, 5.0, e0={"Kr": 1.0, "Ar": 2.0}),
                                [2.0, 1.0])
     # with the isolated atoms in the fit, the GAP's prediction for them is close to their e0
     calc = fit_gap(frames + iso, distance_2b=PAIR, **SMALL_SOAP)
@@ -144,33 +155,14 @@ def test_blocked_qr_equals_one_qr(monkeypatch):
 
 
 def test_stress_enters_the_fit():
-    frames = labelled_frames(6, ["Ar", "Kr"], seed=100, rattle=0.05)
-    for k, a in enumerate(frames):  # strained cells: the stress carries information
-        a.set_cell(a.cell * (0.97 + 0.012 * k), scale_atoms=True)
-    from ase_mlcalc import LennardJones
-    from ase_mlcalc.testing import TOY_LJ
-
-    lj = LennardJones(species=list(TOY_LJ["epsilon"]), **TOY_LJ, rc=6.0)
-    for a in frames:
-        a.calc = lj
-        a.calc = SinglePointCalculator(a, energy=a.get_potential_energy(), forces=a.get_forces(),
-                                       stress=a.get_stress())
+    frames = _strained_frames(6, 100)
     no_stress = [a.copy() for a in frames]
     for a, b in zip(no_stress, frames):
         a.calc = SinglePointCalculator(a, energy=b.get_potential_energy(), forces=b.get_forces())
     kw = dict(distance_2b=PAIR, **SMALL_SOAP)
     with_v, without_v = fit_gap(frames, **kw), fit_gap(no_stress, **kw)
     assert with_v.model.fit_info["n_observations"] == without_v.model.fit_info["n_observations"] + 6 * len(frames)
-
-    def stress_error(calc):
-        errs = []
-        for a in frames:
-            b = a.copy()
-            b.calc = calc
-            errs.append(b.get_stress() - a.get_stress())
-        return np.sqrt(np.mean(np.square(errs)))
-
-    assert stress_error(with_v) < 0.7 * stress_error(without_v)
+    assert stress_error(with_v, frames) < 0.7 * stress_error(without_v, frames)
 
 
 def test_uniform_selection_spreads_over_the_range():
@@ -192,3 +184,49 @@ def test_multi_term_model_file_round_trip(tmp_path):
     assert [t.kind for t in loaded.model.terms] == ["distance_2b", "soap"]
     np.testing.assert_array_equal(energies(loaded, frames), energies(calc, frames))
     assert isinstance(loaded.model, SparseGPModel)
+
+
+def _strained_frames(n, seed):
+    from ase_mlcalc import LennardJones
+    from ase_mlcalc.testing import TOY_LJ
+
+    frames = labelled_frames(n, ["Ar", "Kr"], seed=seed, rattle=0.05)
+    lj = LennardJones(species=list(TOY_LJ["epsilon"]), **TOY_LJ, rc=6.0)
+    for k, a in enumerate(frames):  # strained cells: the stress carries information
+        a.set_cell(a.cell * (0.96 + 0.015 * k), scale_atoms=True)
+        a.calc = lj
+        a.calc = SinglePointCalculator(a, energy=a.get_potential_energy(), forces=a.get_forces(),
+                                       stress=a.get_stress())
+    return frames
+
+
+def test_bpnn_fits_virials_and_takes_e0_from_isolated_atoms():
+    frames = _strained_frames(6, 120)
+    iso = []
+    for sym, e in (("Ar", -0.5), ("Kr", -0.75)):
+        a = Atoms(sym, positions=[[0, 0, 0]])
+        a.calc = SinglePointCalculator(a, energy=e, forces=np.zeros((1, 3)))
+        iso.append(a)
+    kw = dict(cutoff=4.8, n_radial=4, n_angular_eta=1, hidden=(8,), epochs=40, lbfgs_steps=40, batch_size=8,
+              validation_fraction=0.0, progress=False, seed=3)
+    with_v = fit_bpnn(frames + iso, virial_weight=1.0, **kw)
+    without = fit_bpnn(frames + iso, virial_weight=0.0, **kw)
+    assert with_v.model.fit_info["n_virial_frames"] == 6
+    assert "train_virial_rmse" in with_v.model.fit_info["history"][-1]
+    assert with_v.model.fit_info["e0"] == {"Ar": -0.5, "Kr": -0.75}
+
+    assert stress_error(with_v, frames) < 0.7 * stress_error(without, frames)
+    np.testing.assert_allclose(energies(with_v, iso), [-0.5, -0.75], rtol=0, atol=1e-12)
+
+
+def test_frame_weights_by_config_type():
+    from ase_mlcalc.training.bpnn import _frame_weights
+
+    frames = labelled_frames(4, ["Ar"], seed=130)
+    for k, a in enumerate(frames):
+        a.info["config_type"] = "surface" if k == 0 else "bulk"
+    w = _frame_weights(frames, {"surface": 4.0})
+    np.testing.assert_allclose(w, np.array([4.0, 1, 1, 1]) / 1.75)
+    np.testing.assert_allclose(_frame_weights(frames, [4.0, 1, 1, 1]), w)
+    with pytest.raises(ValueError, match="frame_weights"):
+        _frame_weights(frames, {"surface": -1.0})

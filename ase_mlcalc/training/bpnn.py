@@ -19,7 +19,8 @@ from ..descriptors.autograd import from_jacobian
 from ..graph import batch_graphs, forces_and_virial
 from ..models.bpnn import BPNN, BPNNModel
 from ..species import as_atomic_numbers, species_of
-from .data import composition_matrix, fit_e0, frame_graphs, load_frames, read_frames, reference_values
+from .data import (E0_METHODS, composition_matrix, fit_e0, frame_graphs, load_frames, read_frames,
+                   reference_energies, reference_values)
 from .metrics import finish_fit
 from .settings import (check_choice, check_fraction, check_int, check_nonnegative, check_positive,
                        check_positive_int)
@@ -38,6 +39,18 @@ class _Data:
         f = torch.as_tensor(ref["forces"], device=device)
         offs = np.cumsum([0] + [len(a) for a in frames])
         self.forces = [f[offs[k]:offs[k + 1]] for k in range(len(frames))]
+        # reference virials W = -stress * volume (3, 3) eV, zero and masked out where a frame has no stress
+        virial = np.zeros((len(frames), 3, 3))
+        has = np.zeros(len(frames))
+        if ref["stress"] is not None:
+            from ase.stress import voigt_6_to_full_3x3_stress
+
+            for k, (a, st) in enumerate(zip(frames, ref["stress"])):
+                if np.all(np.isfinite(st)):
+                    virial[k] = -voigt_6_to_full_3x3_stress(st) * a.get_volume()
+                    has[k] = 1.0
+        self.virial = torch.as_tensor(virial, device=device)
+        self.has_virial = torch.as_tensor(has, device=device)
         self.q, self.jac, self._chunks = None, None, None
         if cache:
             self.q, self.jac = [], []
@@ -52,14 +65,21 @@ class _Data:
 
     def batch(self, idx):
         """Frames ``idx`` as one batch: (graph, descriptors, Jacobians (None if not cached),
-        reference energies (B,), atom counts (B,), reference forces (atoms, 3))."""
+        reference energies (B,), atom counts (B,), reference forces (atoms, 3), reference virials
+        (B, 3, 3), virial mask (B,))."""
         g = batch_graphs([self.graphs[k] for k in idx])
         q = jac = None
         if self.q is not None:
             q = torch.cat([self.q[k] for k in idx])
             jac = torch.cat([self.jac[k] for k in idx])
         idx_t = torch.as_tensor(idx, device=self.energy.device)
-        return g, q, jac, self.energy[idx_t], self.n_atoms[idx_t], torch.cat([self.forces[k] for k in idx])
+        return (g, q, jac, self.energy[idx_t], self.n_atoms[idx_t], torch.cat([self.forces[k] for k in idx]),
+                self.virial[idx_t], self.has_virial[idx_t])
+
+    @property
+    def n_virial(self):
+        """Number of frames with a reference stress."""
+        return int(self.has_virial.sum())
 
     def chunks(self, size):
         """All frames in order as batches of at most ``size`` frames, assembled once per size and reused
@@ -70,9 +90,13 @@ class _Data:
         return self._chunks[1]
 
 
-def _energies_forces(model, batch, create_graph):
-    """Predicted (energies (B,), forces (atoms, 3)) and references (energies, atom counts, forces) of a batch."""
-    g, q, jac, e_ref, n, f_ref = batch
+_VOIGT = ([0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1])
+
+
+def _loss_terms(model, batch, create_graph):
+    """Squared errors of a batch: energies per atom (B,), force components (atoms, 3), and virials per
+    atom (B,): the mean over the 6 Voigt components of ((W - W_ref) / N)^2, eV^2, 0 without a reference stress."""
+    g, q, jac, e_ref, n, f_ref, v_ref, has_v = batch
     sidx = g.tensor("species_index")
     if q is not None:
         q = from_jacobian(g.edge_vectors, q, jac, g.tensor("centers"))
@@ -84,28 +108,30 @@ def _energies_forces(model, batch, create_graph):
         finally:
             model.descriptor_jacobian = False
     e = torch.zeros(g.n_structures, dtype=eps.dtype, device=eps.device).index_add(0, g.tensor("batch"), eps)
-    f, _, _ = forces_and_virial(g, e.sum(), create_graph=create_graph)
-    return e, f, e_ref, n, f_ref
+    f, virial, _ = forces_and_virial(g, e.sum(), create_graph=create_graph)
+    dv = (virial - v_ref)[:, _VOIGT[0], _VOIGT[1]] / n[:, None]
+    return ((e - e_ref) / n) ** 2, (f - f_ref) ** 2, (dv ** 2).mean(1) * has_v
 
 
-def _loss_terms(model, batch, create_graph):
-    """Squared errors of a batch: energies per atom (B,) and force components (atoms, 3)."""
-    e, f, e_ref, n, f_ref = _energies_forces(model, batch, create_graph)
-    return ((e - e_ref) / n) ** 2, (f - f_ref) ** 2
+def _weighted_loss(terms, idx, loss_weights, counts, frame_weights=None):
+    """``energy_weight * sum(w de2) / n_frames + force_weight * sum(w df2) / n_components
+    + virial_weight * sum(w dv2) / n_virial`` (scalar tensor).
 
-
-def _weighted_loss(de2, df2, idx, energy_weight, force_weight, n_frames, n_components, weights=None):
-    """``energy_weight * sum(w de2) / n_frames + force_weight * sum(w df2) / n_components`` (scalar tensor).
-
-    ``de2`` (B,) and ``df2`` (atoms, 3) are the squared errors of frames ``idx``;
-    ``weights`` None or (per-frame weights (n_frames,), atoms per frame (n_frames,)) tensors.
+    ``terms`` = (de2 (B,), df2 (atoms, 3), dv2 (B,)) of frames ``idx`` (see :func:`_loss_terms`);
+    ``loss_weights`` = (energy, force, virial) weights; ``counts`` = (n_frames, n_components,
+    n_virial) normalisers; ``frame_weights`` None or (per-frame weights (n_frames,), atoms per frame) tensors.
     """
-    if weights is not None:
-        fw, n_atoms = weights
+    de2, df2, dv2 = terms
+    if frame_weights is not None:
+        fw, n_atoms = frame_weights
         idx_t = torch.as_tensor(idx, device=de2.device)
         de2 = fw[idx_t] * de2
+        dv2 = fw[idx_t] * dv2
         df2 = torch.repeat_interleave(fw[idx_t], n_atoms[idx_t])[:, None] * df2
-    return energy_weight * de2.sum() / n_frames + force_weight * df2.sum() / n_components
+    we, wf, wv = loss_weights
+    n_frames, n_components, n_virial = counts
+    loss = we * de2.sum() / n_frames + wf * df2.sum() / n_components
+    return loss + wv * dv2.sum() / n_virial if wv and n_virial else loss
 
 
 def _frame_weights(frames, frame_weights):
@@ -113,39 +139,46 @@ def _frame_weights(frames, frame_weights):
 
     ``frame_weights`` None (uniform), "balanced" (each ``atoms.info["config_type"]``
     group weighted by 1/sqrt(its frame count), so that rare configuration types
-    such as surfaces count more), or a sequence of one non-negative weight per frame.
+    such as surfaces count more), a dict {config_type: weight} (types not listed: 1),
+    or a sequence of one non-negative weight per frame.
     """
     if frame_weights is None:
         return None
+    types = [str(a.info.get("config_type", "")) for a in frames]
     if isinstance(frame_weights, str):
         if frame_weights != "balanced":
-            raise ValueError(f"frame_weights must be None, 'balanced' or one weight per frame, got {frame_weights!r}")
-        types = [str(a.info.get("config_type", "")) for a in frames]
+            raise ValueError(f"frame_weights must be None, 'balanced', a dict by config_type or one weight per "
+                             f"frame, got {frame_weights!r}")
         counts = {t: types.count(t) for t in set(types)}
         w = np.array([1.0 / math.sqrt(counts[t]) for t in types])
+    elif isinstance(frame_weights, dict):
+        w = np.array([float(frame_weights.get(t, 1.0)) for t in types])
     else:
         w = np.asarray(frame_weights, dtype=np.float64).reshape(-1)
         if len(w) != len(frames):
             raise ValueError(f"frame_weights has {len(w)} entries for {len(frames)} training frames")
-        if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
-            raise ValueError("frame_weights must be finite, non-negative and not all zero")
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+        raise ValueError("frame_weights must be finite, non-negative and not all zero")
     return w / w.mean()
 
 
 def _evaluate_set(model, data, batch_size):
-    """(energy MSE per atom (eV/atom)^2, force MSE (eV/Å)^2) over a whole set."""
-    se, sf, nf = 0.0, 0.0, 0
+    """Mean squared errors over a whole set: (energy per atom (eV/atom)^2, force (eV/Å)^2,
+    virial per atom (eV/atom)^2 over the frames with stress, 0 without)."""
+    se, sf, sv, nf = 0.0, 0.0, 0.0, 0
     for batch in data.chunks(batch_size):
-        de2, df2 = _loss_terms(model, batch, create_graph=False)
+        de2, df2, dv2 = _loss_terms(model, batch, create_graph=False)
         se += float(de2.detach().sum())
         sf += float(df2.detach().sum())
+        sv += float(dv2.detach().sum())
         nf += df2.numel()
-    return se / max(len(data), 1), sf / max(nf, 1)
+    return se / max(len(data), 1), sf / max(nf, 1), sv / max(data.n_virial, 1)
 
 
 def fit_bpnn(train, test=None, *, species=None, cutoff=5.0, acsf=None, n_radial=16, r_min=1.5,
                n_angular_eta=3, zeta=(1.0, 2.0, 4.0, 16.0), lambda_=(1.0, -1.0), hidden=(64, 64),
-               activation="tanh", energy_weight=1.0, force_weight=0.003, epochs=2000, batch_size=16, lr=2e-3,
+               activation="tanh", energy_weight=1.0, force_weight=0.003, virial_weight=0.04, e0=None,
+               e0_method="auto", epochs=2000, batch_size=16, lr=2e-3,
                lr_factor=0.5, lr_patience=50, min_lr=1e-5, weight_decay=0.0, validation_fraction=0.1,
                patience=150, lr_schedule="plateau", lbfgs_steps=LBFGS_STEPS, lbfgs_history=50, lbfgs_patience=400,
                frame_weights=None, feature_transform="none", seed=0, checkpoint=None, resume=False,
@@ -153,7 +186,11 @@ def fit_bpnn(train, test=None, *, species=None, cutoff=5.0, acsf=None, n_radial=
     """Train a Behler-Parrinello network on energies and forces; returns a :class:`BPNN` calculator.
 
     Loss per step: ``energy_weight * mean_frames((E - E_ref) / N_atoms)^2 +
-    force_weight * mean_components(F - F_ref)^2`` (eV/atom and eV/Å). Adam
+    force_weight * mean_components(F - F_ref)^2 + virial_weight *
+    mean_frames_with_stress mean_voigt((W - W_ref) / N_atoms)^2`` (eV/atom, eV/Å,
+    eV/atom; the virial W = -stress * volume, as gap_fit's; the default virial
+    weight 0.04 is the ratio (0.01 / 0.05)^2 of GAP's default energy and virial
+    sigmas). Adam
     on mini-batches of frames, learning rate reduced by ``lr_factor`` when the
     validation loss has not improved for ``lr_patience`` epochs
     (:class:`torch.optim.lr_scheduler.ReduceLROnPlateau`); training stops
@@ -180,7 +217,13 @@ def fit_bpnn(train, test=None, *, species=None, cutoff=5.0, acsf=None, n_radial=
     acsf : dict of ACSF parameters (see :class:`BPNNModel`), or None for
         :meth:`ACSF.default` with ``n_radial``, ``r_min``, ``n_angular_eta``, ``zeta``, ``lambda_``
     hidden, activation, feature_transform : network shape and input transform (see :class:`BPNNModel`)
-    energy_weight, force_weight : loss weights (see above)
+    energy_weight, force_weight, virial_weight : loss weights (see above; the virial term counts
+        only frames with a reference stress)
+    e0 : fixed per-species reference energies (number or {element: eV}); else ``e0_method``: "auto"
+        (default: isolated-atom frames where present, the rest by least squares of what the untrained
+        networks leave), "isolated", "average" or "least_squares"
+        (:func:`ase_mlcalc.training.data.reference_energies`). With the default
+        ``isolated_atom_e0`` an isolated atom then has exactly this energy.
     epochs, batch_size, lr, lr_factor, lr_patience, min_lr, weight_decay : optimiser settings
     lr_schedule : "plateau" (default: ReduceLROnPlateau as above) or "cosine"
         (cosine annealing from ``lr`` to ``min_lr`` over ``epochs``; ``lr_factor``
@@ -189,8 +232,8 @@ def fit_bpnn(train, test=None, *, species=None, cutoff=5.0, acsf=None, n_radial=
     lbfgs_history : L-BFGS history size (curvature pairs kept)
     lbfgs_patience : stop the L-BFGS phase after this many iterations without a better validation loss
     frame_weights : None (uniform), "balanced" (weight each ``atoms.info["config_type"]``
-        group by 1/sqrt(frame count), up-weighting rare types such as surfaces) or
-        one non-negative weight per training frame; weights are normalised to mean 1
+        group by 1/sqrt(frame count), up-weighting rare types such as surfaces), a dict
+        {config_type: weight}, or one non-negative weight per training frame; weights are normalised to mean 1
         over the training part and multiply both the energy and the force loss of a
         frame. The validation loss (schedule, early stopping) stays unweighted.
     validation_fraction : share of ``train`` held out for the schedule and
@@ -225,8 +268,11 @@ def fit_bpnn(train, test=None, *, species=None, cutoff=5.0, acsf=None, n_radial=
     epochs = check_int("epochs", epochs, 0)
     energy_weight = check_nonnegative("energy_weight", energy_weight)
     force_weight = check_nonnegative("force_weight", force_weight)
+    virial_weight = check_nonnegative("virial_weight", virial_weight)
     if energy_weight + force_weight == 0:
         raise ValueError("energy_weight and force_weight must not both be zero")
+    if e0 is None:
+        check_choice("e0_method", e0_method, E0_METHODS)
     lbfgs_steps = check_int("lbfgs_steps", lbfgs_steps, 0)
     lbfgs_history = check_positive_int("lbfgs_history", lbfgs_history)
     lbfgs_patience = check_positive_int("lbfgs_patience", lbfgs_patience)
@@ -256,7 +302,7 @@ def fit_bpnn(train, test=None, *, species=None, cutoff=5.0, acsf=None, n_radial=
     perm = torch.randperm(len(frames), generator=gen).tolist()
     val_idx, train_idx = sorted(perm[:n_val]), sorted(perm[n_val:])
     tr_frames = [frames[k] for k in train_idx]
-    if frame_weights is not None and not isinstance(frame_weights, str):
+    if frame_weights is not None and not isinstance(frame_weights, (str, dict)):
         if len(frame_weights) != len(frames):
             raise ValueError(f"frame_weights has {len(frame_weights)} entries for {len(frames)} training frames")
         frame_weights = [frame_weights[k] for k in train_idx]
@@ -267,13 +313,9 @@ def fit_bpnn(train, test=None, *, species=None, cutoff=5.0, acsf=None, n_radial=
         torch.manual_seed(int(seed))
         model = BPNNModel(species, **model_settings)
     # statistics from the training part only
-    e0 = fit_e0(tr_frames, species, ref["energy"][train_idx])
+    e_train = ref["energy"][train_idx]
     tr = _Data(tr_frames, model, device, cache_descriptors)
     va = _Data(va_frames, model, device, cache_descriptors) if va_frames else None
-    scale = float(torch.sqrt(torch.mean(torch.cat(tr.forces) ** 2)))
-    if not np.isfinite(scale) or scale < 1e-3:
-        resid = (ref["energy"][train_idx] - composition_matrix(tr_frames, species) @ e0) / ref["n_atoms"][train_idx]
-        scale = max(float(np.std(resid)), 1e-3)
     if cache_descriptors:
         q_all = torch.cat(tr.q).cpu().numpy()
     else:
@@ -281,18 +323,25 @@ def fit_bpnn(train, test=None, *, species=None, cutoff=5.0, acsf=None, n_radial=
                                                         g.neighbors, g.species_index, g.n_atoms)
                                 for g in tr.graphs])
     sidx_all = np.concatenate([g.species_index for g in tr.graphs])
-    model.set_statistics(q_all, sidx_all, e0, scale)
+    e0_start = fit_e0(tr_frames, species, e_train)
+    scale = float(torch.sqrt(torch.mean(torch.cat(tr.forces) ** 2)))
+    if not np.isfinite(scale) or scale < 1e-3:
+        resid = (e_train - composition_matrix(tr_frames, species) @ e0_start) / ref["n_atoms"][train_idx]
+        scale = max(float(np.std(resid)), 1e-3)
+    model.set_statistics(q_all, sidx_all, e0_start, scale)
+    nn_start = np.zeros(len(tr_frames))
     if model.isolated_atom_e0:
-        # the untrained networks' energies relative to an isolated atom are far from zero: start e0 from
-        # the least-squares fit of what they leave (the networks then learn the remaining differences)
+        # the untrained networks' energies relative to an isolated atom are far from zero: e0 is fitted to
+        # what they leave (the networks then learn the remaining differences)
         with torch.no_grad():
             nn = model.readout(torch.as_tensor(q_all), torch.as_tensor(sidx_all)).numpy()
-        per_frame = np.add.reduceat(nn, np.cumsum([0] + [g.n_atoms for g in tr.graphs])[:-1])
-        e0 = fit_e0(tr_frames, species, ref["energy"][train_idx] - per_frame)
-        model.set_statistics(q_all, sidx_all, e0, scale)
+        nn_start = np.add.reduceat(nn, np.cumsum([0] + [g.n_atoms for g in tr.graphs])[:-1])
+    e0_values = reference_energies(tr_frames, species, e_train - nn_start, model.cutoff, e0, e0_method)
+    model.set_statistics(q_all, sidx_all, e0_values, scale)
     model.to(device)
 
     params = [p for p in model.parameters()]
+    loss_weights = (energy_weight, force_weight, virial_weight)
     opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     if lr_schedule == "cosine":
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1), eta_min=min_lr)
@@ -343,9 +392,11 @@ def fit_bpnn(train, test=None, *, species=None, cutoff=5.0, acsf=None, n_radial=
         """Validation errors into ``rec`` (the training MSEs stand in without a validation set);
         appends ``rec`` to the history, keeps the best weights; returns the validation loss."""
         model.eval()
-        va_e, va_f = _evaluate_set(model, va, max(batch_size, 32)) if va is not None else train_mse
-        val_loss = energy_weight * va_e + force_weight * va_f
+        va_e, va_f, va_v = _evaluate_set(model, va, max(batch_size, 32)) if va is not None else train_mse
+        val_loss = energy_weight * va_e + force_weight * va_f + virial_weight * va_v
         rec.update(val_energy_rmse=1000 * math.sqrt(va_e), val_force_rmse=math.sqrt(va_f), loss=val_loss)
+        if tr.n_virial:
+            rec["val_virial_rmse"] = math.sqrt(va_v)
         history.append(rec)
         if val_loss < best["loss"]:
             best.update(loss=val_loss, epoch=rec["epoch"],
@@ -361,20 +412,25 @@ def fit_bpnn(train, test=None, *, species=None, cutoff=5.0, acsf=None, n_radial=
         for epoch in bar:
             model.train()
             order = torch.randperm(len(tr), generator=gen).tolist()
-            se = sf = 0.0
+            se = sf = sv = 0.0
             for start in range(0, len(order), batch_size):
                 idx = order[start:start + batch_size]
-                de2, df2 = _loss_terms(model, tr.batch(idx), create_graph=True)
-                loss = _weighted_loss(de2, df2, idx, energy_weight, force_weight, len(idx), df2.numel(), weights)
+                batch = tr.batch(idx)
+                terms = _loss_terms(model, batch, create_graph=True)
+                loss = _weighted_loss(terms, idx, loss_weights,
+                                      (len(idx), terms[1].numel(), float(batch[-1].sum())), weights)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                se += float(de2.detach().sum())
-                sf += float(df2.detach().mean()) * len(idx)
-            tr_e, tr_f = se / len(tr), sf / len(tr)
+                se += float(terms[0].detach().sum())
+                sf += float(terms[1].detach().mean()) * len(idx)
+                sv += float(terms[2].detach().sum())
+            tr_e, tr_f, tr_v = se / len(tr), sf / len(tr), sv / max(tr.n_virial, 1)
             rec = {"epoch": epoch, "phase": "adam", "train_energy_rmse": 1000 * math.sqrt(tr_e),
                    "train_force_rmse": math.sqrt(tr_f), "lr": opt.param_groups[0]["lr"]}
-            val_loss = validate(rec, (tr_e, tr_f))
+            if tr.n_virial:
+                rec["train_virial_rmse"] = math.sqrt(tr_v)
+            val_loss = validate(rec, (tr_e, tr_f, tr_v))
             if lr_schedule == "cosine":
                 sched.step()
             else:
@@ -396,8 +452,8 @@ def fit_bpnn(train, test=None, *, species=None, cutoff=5.0, acsf=None, n_radial=
             if best["state"] is not None:
                 model.load_state_dict(best["state"])
             # L-BFGS minimises loss / (its starting value): its tolerances become relative
-            e2, f2 = _evaluate_set(model, tr, max(batch_size, 64))
-            loss_scale = max(energy_weight * e2 + force_weight * f2, 1e-300)
+            e2, f2, v2 = _evaluate_set(model, tr, max(batch_size, 64))
+            loss_scale = max(energy_weight * e2 + force_weight * f2 + virial_weight * v2, 1e-300)
             save_checkpoint(epoch)
 
     if phase == "lbfgs":
@@ -407,17 +463,18 @@ def fit_bpnn(train, test=None, *, species=None, cutoff=5.0, acsf=None, n_radial=
         def closure():
             # gradient of the full-training-set loss, accumulated over chunks of frames (bounded memory)
             lbfgs_opt.zero_grad(set_to_none=True)
-            total, se, sf = 0.0, 0.0, 0.0
+            total, se, sf, sv = 0.0, 0.0, 0.0, 0.0
             for start, batch in zip(range(0, len(tr), chunk), tr.chunks(chunk)):
                 idx = list(range(start, min(start + chunk, len(tr))))
-                de2, df2 = _loss_terms(model, batch, create_graph=True)
-                loss = _weighted_loss(de2, df2, idx, energy_weight, force_weight, len(tr), n_components, weights)
+                terms = _loss_terms(model, batch, create_graph=True)
+                loss = _weighted_loss(terms, idx, loss_weights, (len(tr), n_components, tr.n_virial), weights)
                 loss = loss / loss_scale
                 loss.backward()
                 total += float(loss.detach())
-                se += float(de2.detach().sum())
-                sf += float(df2.detach().sum())
-            closure.train = (se / len(tr), sf / n_components)
+                se += float(terms[0].detach().sum())
+                sf += float(terms[1].detach().sum())
+                sv += float(terms[2].detach().sum())
+            closure.train = (se / len(tr), sf / n_components, sv / max(tr.n_virial, 1))
             return torch.tensor(total, dtype=torch.float64)
 
         bar = tqdm(total=lbfgs_steps, initial=lbfgs_done, disable=not progress, desc="bpnn lbfgs", unit="it")
@@ -432,11 +489,13 @@ def fit_bpnn(train, test=None, *, species=None, cutoff=5.0, acsf=None, n_radial=
             converged = n_iter < max_iter and state["func_evals"] - evals_before < 3 * max_iter
             lbfgs_done += n_iter
             epoch += 1
-            tr_e, tr_f = closure.train
+            tr_e, tr_f, tr_v = closure.train
             rec = {"epoch": epoch, "phase": "lbfgs", "iteration": lbfgs_done,
                    "train_energy_rmse": 1000 * math.sqrt(tr_e), "train_force_rmse": math.sqrt(tr_f),
                    "lr": float("nan")}
-            validate(rec, (tr_e, tr_f))
+            if tr.n_virial:
+                rec["train_virial_rmse"] = math.sqrt(tr_v)
+            validate(rec, closure.train)
             bar.update(n_iter)
             bar.set_postfix(E=f"{rec['val_energy_rmse']:.2f}", F=f"{rec['val_force_rmse']:.3f}")
             if verbose:
@@ -455,7 +514,8 @@ def fit_bpnn(train, test=None, *, species=None, cutoff=5.0, acsf=None, n_radial=
     model.eval()
     fit_info = {"history": history, "best_epoch": best["epoch"],
                 "epochs_run": sum(1 for h in history if h.get("phase", "adam") == "adam"),
-                "lbfgs_iterations": lbfgs_done, "seed": int(seed)}
+                "lbfgs_iterations": lbfgs_done, "seed": int(seed),
+                "e0": dict(zip(model.symbols, map(float, model.e0))), "n_virial_frames": tr.n_virial}
     return finish_fit(BPNN(model=model, device=device), {"train": tr_frames, "validation": va_frames, "test": test},
                       fit_info, t_start)
 

@@ -11,7 +11,8 @@ from ase.data import chemical_symbols
 
 from ..errors import InvalidStructureError, TrainingDataError, UnknownElementError
 from ..graph import build_graph
-from ..species import species_of  # noqa: F401  (part of this module's API)
+from ..neighbors import pair_list
+from ..species import as_atomic_numbers, species_of, symbols  # noqa: F401  (species_of: part of this API)
 
 
 def read_frames(source, index=":"):
@@ -143,6 +144,62 @@ def fit_e0(frames, species, energies):
     C = composition_matrix(frames, species)
     e0, *_ = lstsq(C, energies)
     return e0
+
+
+E0_METHODS = ("auto", "isolated", "average", "least_squares")
+
+
+def isolated_atom_energies(frames, cutoff):
+    """{atomic number: energy (eV)} of the one-atom frames with no neighbour within ``cutoff`` (gap_fit's
+    ``e0_method=isolated``). Raises TrainingDataError for two such frames of one element that disagree."""
+    found = {}
+    for k, atoms in enumerate(frames):
+        if len(atoms) != 1 or len(pair_list(atoms.positions, atoms.cell.array, atoms.pbc, cutoff)[0]):
+            continue
+        z, e = int(atoms.numbers[0]), float(atoms.get_potential_energy())
+        if z in found and abs(found[z] - e) > 1e-6:
+            raise TrainingDataError(f"two isolated {symbols([z])[0]} atoms with different energies "
+                                    f"({found[z]} and {e} eV): which one is e0?")
+        found[z] = e
+    return found
+
+
+def reference_energies(frames, species, energies, cutoff, e0=None, e0_method="auto"):
+    """Per-species reference energies e0 (eV, in ``species`` order) for the fit.
+
+    ``e0`` (a number, or a dict element symbol/number -> eV) fixes them; otherwise ``e0_method``:
+    "isolated" (isolated-atom frames, gap_fit's default; every element needs one), "average" (the
+    mean energy per atom, the same for every element, as gap_fit), "least_squares" (total energies
+    regressed on composition) or "auto" (isolated where the frames have them, least squares for the rest).
+    """
+    n = len(species)
+    if e0 is not None:
+        if np.isscalar(e0):
+            return np.full(n, float(e0))
+        given = {as_atomic_numbers([z])[0]: float(v) for z, v in dict(e0).items()}
+        missing = [s for s, z in zip(symbols(species), species) if z not in given]
+        if missing:
+            raise ValueError(f"e0 lacks the element(s) {', '.join(missing)}")
+        return np.array([given[z] for z in species])
+    from .settings import check_choice
+
+    check_choice("e0_method", e0_method, E0_METHODS)
+    C = composition_matrix(frames, species)
+    if e0_method == "average":
+        return np.full(n, float(np.mean(energies / C.sum(1))))
+    isolated = isolated_atom_energies(frames, cutoff) if e0_method in ("isolated", "auto") else {}
+    if e0_method == "isolated":
+        missing = [s for s, z in zip(symbols(species), species) if z not in isolated]
+        if missing:
+            raise TrainingDataError(f"e0_method='isolated' needs an isolated-atom frame of {', '.join(missing)}")
+    fixed = np.array([z in isolated for z in species])
+    out = np.array([isolated.get(z, 0.0) for z in species])
+    if not fixed.all():
+        rest = energies - C[:, fixed] @ out[fixed]
+        from scipy.linalg import lstsq
+
+        out[~fixed] = lstsq(C[:, ~fixed], rest)[0]
+    return out
 
 
 def frame_graphs(frames, cutoff, species, device="cpu", dtype=torch.float64, full_list=True):

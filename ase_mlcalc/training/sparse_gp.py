@@ -34,11 +34,12 @@ import scipy.linalg
 import scipy.sparse
 import torch
 
-from ..errors import InvalidStructureError, TrainingDataError, UnknownElementError
+from ..errors import InvalidStructureError, UnknownElementError
 from ..graph import build_graph
 from ..models.sparse_gp import DEFAULTS, GAP, SparseGPModel
 from ..species import as_atomic_numbers, species_of, symbols
-from .data import composition_matrix, frame_label, load_frames, read_frames, reference_values
+from .data import (E0_METHODS, composition_matrix, frame_label, load_frames, read_frames, reference_energies,
+                   reference_values)
 from .metrics import finish_fit
 from .settings import check_choice, check_nonnegative, check_positive, check_positive_int
 
@@ -46,7 +47,6 @@ from .settings import check_choice, check_nonnegative, check_positive, check_pos
 BLOCK_ROWS_PER_SPARSE = 4
 #: sparse-point selection per term kind: the default first
 SPARSE_METHODS = {"soap": ("cur", "random"), "distance_2b": ("uniform", "random")}
-E0_METHODS = ("auto", "isolated", "average", "least_squares")
 
 
 def cur_selection(X, n, rng, k=None):
@@ -128,57 +128,6 @@ def frame_sigmas(frames, default_sigma, config_type_sigma=None):
     return out
 
 
-def isolated_atom_energies(frames, cutoff):
-    """{atomic number: energy (eV)} of the one-atom frames with no neighbour within ``cutoff`` (gap_fit's
-    ``e0_method=isolated``). Raises TrainingDataError for two such frames of one element that disagree."""
-    from ..neighbors import pair_list
-
-    found = {}
-    for k, atoms in enumerate(frames):
-        if len(atoms) != 1 or len(pair_list(atoms.positions, atoms.cell.array, atoms.pbc, cutoff)[0]):
-            continue
-        z, e = int(atoms.numbers[0]), float(atoms.get_potential_energy())
-        if z in found and abs(found[z] - e) > 1e-6:
-            raise TrainingDataError(f"two isolated {symbols([z])[0]} atoms with different energies "
-                                    f"({found[z]} and {e} eV): which one is e0?")
-        found[z] = e
-    return found
-
-
-def reference_energies(frames, species, energies, cutoff, e0=None, e0_method="auto"):
-    """Per-species reference energies e0 (eV, in ``species`` order) for the fit.
-
-    ``e0`` (a number, or a dict element symbol/number -> eV) fixes them; otherwise ``e0_method``:
-    "isolated" (isolated-atom frames, gap_fit's default; every element needs one), "average" (the
-    mean energy per atom, the same for every element, as gap_fit), "least_squares" (total energies
-    regressed on composition) or "auto" (isolated where the frames have them, least squares for the rest).
-    """
-    n = len(species)
-    if e0 is not None:
-        if np.isscalar(e0):
-            return np.full(n, float(e0))
-        given = {as_atomic_numbers([z])[0]: float(v) for z, v in dict(e0).items()}
-        missing = [s for s, z in zip(symbols(species), species) if z not in given]
-        if missing:
-            raise ValueError(f"e0 lacks the element(s) {', '.join(missing)}")
-        return np.array([given[z] for z in species])
-    check_choice("e0_method", e0_method, E0_METHODS)
-    C = composition_matrix(frames, species)
-    if e0_method == "average":
-        return np.full(n, float(np.mean(energies / C.sum(1))))
-    isolated = isolated_atom_energies(frames, cutoff) if e0_method in ("isolated", "auto") else {}
-    if e0_method == "isolated":
-        missing = [s for s, z in zip(symbols(species), species) if z not in isolated]
-        if missing:
-            raise TrainingDataError(f"e0_method='isolated' needs an isolated-atom frame of {', '.join(missing)}")
-    fixed = np.array([z in isolated for z in species])
-    out = np.array([isolated.get(z, 0.0) for z in species])
-    if not fixed.all():
-        rest = energies - C[:, fixed] @ out[fixed]
-        out[~fixed] = scipy.linalg.lstsq(C[:, ~fixed], rest)[0]
-    return out
-
-
 def _terms(gap, terms, distance_2b, soap):
     """The fit's term specifications: (list of term dicts with ``kind``, ``n_sparse`` per species or pair,
     ``sparse_method``), from one of ``gap`` (gap_fit's string), ``terms``, or the SOAP keywords
@@ -243,7 +192,7 @@ def fit_gap(train, test=None, *, species=None, gap=None, terms=None, distance_2b
         info keys (absolute, eV, eV/Å, eV) take precedence (see :func:`frame_sigmas`)
     e0 : fixed per-species reference energies (number or {element: eV}); else ``e0_method``:
         "auto" (default: isolated-atom frames where present, least squares on composition for the
-        other elements), "isolated", "average" or "least_squares" (see :func:`reference_energies`)
+        other elements), "isolated", "average" or "least_squares" (see :func:`ase_mlcalc.training.data.reference_energies`)
     sparse_jitter : eV^2 added to K_MM's diagonal (gap_fit's default 1e-10)
     compute_variance : store the predictive-variance factors (for the uncertainties)
     seed : random seed of the sparse-point draws
