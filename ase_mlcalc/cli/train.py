@@ -44,9 +44,31 @@ def _gap_options(p):
     p.add_argument("--default-sigma", type=float, nargs="+", default=list(d["default_sigma"]), metavar="SIGMA",
                    help="expected errors: energy eV/atom, force eV/Å[, virial eV/atom] "
                    f"(default {' '.join(map(str, d['default_sigma']))})")
+    p.add_argument("--gap", help="gap_fit's gap= string, e.g. 'distance_2b cutoff=5 covariance_type=ard_se delta=0.5 "
+                   "theta_uniform=1 n_sparse=20 sparse_method=uniform : soap cutoff=5 ...' (replaces the SOAP options)")
+    p.add_argument("--config-type-sigma", help="gap_fit's config_type_sigma, e.g. 'surface:0.02:0.1:0.1:0'")
+    _e0_options(p)
+    p.add_argument("--sparse-jitter", type=float, default=d["sparse_jitter"],
+                   help=f"eV^2 added to K_MM's diagonal (default {d['sparse_jitter']})")
     p.add_argument("--no-variance", dest="compute_variance", action="store_false",
                    help="do not store the predictive-variance factors")
     p.add_argument("--seed", type=int, default=0, help="seed of the sparse-point draw")
+
+
+def _e0_value(text):
+    """``--e0``: one number for every element, or ``Symbol:eV`` pairs."""
+    try:
+        if ":" not in text:
+            return float(text)
+        return {k: float(v) for k, v in (item.split(":") for item in text.replace(",", " ").split())}
+    except ValueError:
+        raise ValueError(f"--e0 takes a number or Symbol:eV pairs (e.g. 'In:-0.3 P:-1.9'), got {text!r}") from None
+
+
+def _e0_options(p):
+    p.add_argument("--e0", type=str, help="fixed reference energies, eV: a number or 'Symbol:eV ...'")
+    p.add_argument("--e0-method", choices=["auto", "isolated", "average", "least_squares"], default="auto",
+                   help="e0 when --e0 is not given (default auto: isolated-atom frames, else least squares)")
 
 
 def _bpnn_options(p):
@@ -69,6 +91,8 @@ def _bpnn_options(p):
                    help="'balanced': weight frames by 1/sqrt(count of their config_type) (default uniform)")
     p.add_argument("--energy-weight", type=float, default=1.0)
     p.add_argument("--force-weight", type=float, default=0.003)
+    p.add_argument("--virial-weight", type=float, default=0.04, help="weight of frames' virials per atom (default 0.04)")
+    _e0_options(p)
     p.add_argument("--epochs", type=int, default=2000)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=2e-3)
@@ -112,6 +136,8 @@ def fit_kwargs(args):
     """The fit's keyword arguments from parsed ``train FAMILY`` options."""
     kw = {k: getattr(args, k) for k in args.fit_options}
     kw["progress"] = args.progress
+    if kw.get("e0") is not None:
+        kw["e0"] = _e0_value(kw["e0"])
     for key in ("zeta", "hidden"):
         if isinstance(kw.get(key), list):
             kw[key] = tuple(kw[key])

@@ -338,6 +338,7 @@ class ACSF(Descriptor):
 
     @property
     def feature_names(self):
+        """One name per column, independent of the species order (pairs written by atomic number)."""
         from ase.data import chemical_symbols as cs
 
         names = []
@@ -349,7 +350,8 @@ class ACSF(Descriptor):
                 for eta in self.angular_eta:
                     for z in self.zeta:
                         for lm in self.lambda_:
-                            names.append(f"G4[{cs[self.species[b]]}{cs[self.species[c]]}]"
+                            pair = "".join(cs[z] for z in sorted((self.species[b], self.species[c])))
+                            names.append(f"G4[{pair}]"
                                          f"(eta={eta:.4g},zeta={z:.4g},lambda={lm:+.0f})")
         return names
 
