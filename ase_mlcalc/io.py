@@ -63,7 +63,8 @@ FORMATS = {"ase_mlcalc": (), "quip": (), "n2p2": ("length_unit", "energy_unit")}
 
 
 def save_model(model, path, metadata=None, format=None):
-    """Write ``model`` (an AtomisticModel) to ``path``.
+    """Write ``model`` (an AtomisticModel) to ``path``, with ``metadata`` (default: ``model.metadata``,
+    e.g. the provenance an imported potential keeps).
 
     ``format`` "ase_mlcalc" (default; "quip" for a path ending in .xml) writes our versioned file: to a
     temporary file first, then renamed, so an interrupted save never leaves a truncated model behind.
@@ -85,7 +86,7 @@ def save_model(model, path, metadata=None, format=None):
         "units": dict(UNITS),
         "hyperparameters": model.hyperparameters(),
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-        "metadata": dict(metadata or {}),
+        "metadata": dict(getattr(model, "metadata", {}) if metadata is None else metadata),
     }
     payload["sha256"] = _checksum(payload)
     path = os.fspath(path)
