@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import simulate, train
+from . import lammps, simulate, train
 
 __all__ = ["build_parser", "main"]
 
@@ -27,6 +27,7 @@ def build_parser():
     train.add_compare(sub)
     for add in simulate.COMMANDS:
         add(sub)
+    lammps.add_lammps(sub)
     return parser
 
 
