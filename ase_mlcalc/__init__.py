@@ -12,6 +12,7 @@ from .calculator import MLCalculator
 from .errors import InvalidStructureError, ModelFileError, TrainingDataError, UnknownElementError
 from .io import load, load_model, save_model
 from .models.bpnn import BPNN, BPNNModel
+from .models.committee import Committee, CommitteeModel
 from .models.lennard_jones import LennardJones, LennardJonesModel
 from .models.sparse_gp import GAP, SparseGPModel
 from .neighbors import NeighborListCache, neighbor_list, primitive_neighbor_list
@@ -20,6 +21,7 @@ __version__ = "0.2.0.dev0"
 
 __all__ = [
     "MLCalculator", "LennardJones", "LennardJonesModel", "GAP", "SparseGPModel", "BPNN", "BPNNModel",
+    "Committee", "CommitteeModel",
     "fit_gap", "fit_bpnn", "fit_lennard_jones", "train_bpnn",
     "load", "load_model", "save_model",
     "neighbor_list", "primitive_neighbor_list", "NeighborListCache",

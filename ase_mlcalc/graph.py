@@ -168,21 +168,22 @@ def batch_graphs(graphs):
     )
 
 
-def edge_gradients(graph, energy, create_graph=False):
+def edge_gradients(graph, energy, create_graph=False, retain_graph=None):
     """``g = dE/dr_ij`` (n_edges, 3) of ``energy`` (a tensor whose sum is E, eV) by one autograd pass.
 
     The per-edge gradient from which forces and the virial follow (and what
     LAMMPS's pair style consumes); zeros where E does not depend on an edge.
+    ``retain_graph`` keeps the autograd graph for further passes (default: ``create_graph``).
     """
     r = graph.edge_vectors
     energy = energy.sum()
     if not energy.requires_grad:  # no atoms, or no edges the energy depends on
         return torch.zeros_like(r)
-    (g,) = torch.autograd.grad(energy, r, create_graph=create_graph, allow_unused=True)
+    (g,) = torch.autograd.grad(energy, r, create_graph=create_graph, retain_graph=retain_graph, allow_unused=True)
     return torch.zeros_like(r) if g is None else g
 
 
-def forces_and_virial(graph, energy, create_graph=False, per_atom_virial=False):
+def forces_and_virial(graph, energy, create_graph=False, per_atom_virial=False, retain_graph=None):
     """Forces, virial and optionally per-atom virials from one autograd pass.
 
     ``energy`` is a tensor whose sum is the total energy (eV) and which
@@ -199,7 +200,7 @@ def forces_and_virial(graph, energy, create_graph=False, per_atom_virial=False):
         LennardJones and of LAMMPS); they sum to ``virial``.
     """
     r = graph.edge_vectors
-    g = edge_gradients(graph, energy, create_graph)
+    g = edge_gradients(graph, energy, create_graph, retain_graph)
     if r.device.type == "cpu" and not create_graph and graph.n_structures == 1:
         # Same sums as below, in one numba pass (prediction on the CPU).
         forces, virial, atom_virial = _scatter_edges(

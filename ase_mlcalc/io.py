@@ -32,6 +32,8 @@ FORMAT = "ase_mlcalc-model"
 VERSION = 2
 READABLE_VERSIONS = (1, 2)
 UNITS = {"energy": "eV", "length": "Å"}
+#: buffers a file may predate: they keep their default value (1: an uncalibrated uncertainty)
+DEFAULT_BUFFERS = ("uncertainty_scale",)
 
 
 def _checksum(payload):
@@ -186,7 +188,11 @@ def load_model(path, format=None, **format_options):
             f"{path} holds a model of unknown family {payload['family']!r} (known: {families()})") from None
     try:
         model = model_cls.from_hyperparameters(payload["hyperparameters"])
-        model.load_state_dict(payload["state_dict"])
+        state = dict(payload["state_dict"])
+        for key, value in model.state_dict().items():  # buffers added since the file was written
+            if key not in state and key.split(".")[-1] in DEFAULT_BUFFERS:
+                state[key] = value
+        model.load_state_dict(state)
     except (TypeError, KeyError, RuntimeError, ValueError) as err:
         raise ModelFileError(f"{path}: stored parameters do not fit a {payload['family']} model: {err}") from err
     if list(model.species) != list(payload.get("species", model.species)):

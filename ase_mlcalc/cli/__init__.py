@@ -1,4 +1,5 @@
-"""Command line: ``ase-mlcalc train FAMILY | eval | compare | md | relax | eos | elastic | phonons``.
+"""Command line: ``ase-mlcalc train FAMILY | eval | compare | md | relax | eos | elastic | phonons | learn |
+calibrate | lammps``.
 
 Bad input (a missing or corrupt file, an unknown element, a setting out of
 range, ...) prints one line naming the problem and exits with status 2.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import lammps, simulate, train
+from . import active, lammps, simulate, train
 
 __all__ = ["build_parser", "main"]
 
@@ -27,6 +28,8 @@ def build_parser():
     train.add_compare(sub)
     for add in simulate.COMMANDS:
         add(sub)
+    active.add_learn(sub)
+    active.add_calibrate(sub)
     lammps.add_lammps(sub)
     return parser
 

@@ -27,7 +27,11 @@ JMLR 6, 1939 (2005)):
 
 evaluated with the triangular factors K_MM = U^T U and Sigma^-1 = R^T R
 stored in the model (k K_MM^-1 k = |U^-T k|^2, k Sigma k = |R^-T k|^2: no
-explicit inverses, no loss of positivity). Results ``energies_uncertainty``
+explicit inverses, no loss of positivity). ``energies_novelty`` is the first
+two terms divided by k_**: the share of an atomic energy's prior variance
+that the sparse set does not cover, 0 for a sparse point's own environment,
+1 for one unlike all of them (FLARE's normalised local-energy variance,
+Vandermause et al., Nat. Commun. 13, 5183 (2022)). Results ``energies_uncertainty``
 (per-atom std, eV) and ``energy_uncertainty`` (std of the total energy: the
 sparse-subspace part s^T Sigma s with s = sum_i k_M(q_i) exactly, plus the
 per-atom Nyström residuals k_ii - k_iM K_MM^-1 k_Mi taken as independent) are
@@ -417,6 +421,8 @@ class SparseGPModel(AtomisticModel):
         self.register_buffer("alpha", torch.zeros(M, dtype=torch.float64))
         self.register_buffer("kmm_factor", torch.zeros(M, M, dtype=torch.float64))
         self.register_buffer("posterior_factor", torch.zeros(M, M, dtype=torch.float64))
+        #: multiplies the predicted standard deviations (1 unless calibrated, :func:`ase_mlcalc.active.calibrate`)
+        self.register_buffer("uncertainty_scale", torch.ones((), dtype=torch.float64))
 
     @property
     def n_sparse(self):
@@ -428,7 +434,9 @@ class SparseGPModel(AtomisticModel):
         if not self.has_variance:
             return {}
         return {"energies_uncertainty": "(n_atoms,) eV, predictive standard deviation of each atomic energy",
-                "energy_uncertainty": "float, eV, predictive standard deviation of the total energy"}
+                "energy_uncertainty": "float, eV, predictive standard deviation of the total energy",
+                "energies_novelty": "(n_atoms,) in [0, 1], the share of each atomic energy's prior variance "
+                                    "that the sparse set does not cover (k_ii - k_iM K_MM^-1 k_Mi) / k_ii"}
 
     @property
     def has_variance(self):
@@ -478,8 +486,11 @@ class SparseGPModel(AtomisticModel):
             residual = (prior - proj_kmm[:-1]).clamp_min(0.0)  # Nyström residual per atom
             var_atoms = residual + proj_post[:-1]
             var_total = residual.sum() + proj_post[-1]
-        return {"energies_uncertainty": var_atoms.sqrt().cpu().numpy().astype(np.float64),
-                "energy_uncertainty": float(var_total.sqrt())}
+        scale = float(self.uncertainty_scale)
+        novelty = (residual / prior.clamp_min(1e-300)).clamp(0.0, 1.0)
+        return {"energies_uncertainty": (var_atoms.sqrt() * scale).cpu().numpy().astype(np.float64),
+                "energy_uncertainty": float(var_total.sqrt()) * scale,
+                "energies_novelty": novelty.cpu().numpy().astype(np.float64)}
 
 
 class GAP(MLCalculator):

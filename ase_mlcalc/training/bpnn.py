@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 import torch
+from ase.data import chemical_symbols
 
 from ..calculator import resolve_device
 from ..descriptors.autograd import from_jacobian
@@ -162,6 +163,53 @@ def _frame_weights(frames, frame_weights):
     return w / w.mean()
 
 
+def _new_model(species, model_settings, seed, tr_frames, va_frames, e_train, device, cache_descriptors, e0,
+               e0_method, isolated_atom_e0):
+    """A BPNNModel with seeded initial networks and its statistics (standardisation, e0, energy scale)
+    from the training frames; with the training and validation data."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        model = BPNNModel(species, **model_settings)
+        if list(species) != sorted(species):  # the same initial networks whatever order the species come in
+            torch.manual_seed(int(seed))
+            _copy_networks(BPNNModel(sorted(species), **model_settings), model)
+    # statistics from the training part only
+    tr = _Data(tr_frames, model, device, cache_descriptors)
+    va = _Data(va_frames, model, device, cache_descriptors) if va_frames else None
+    if cache_descriptors:
+        q_all = torch.cat(tr.q).cpu().numpy()
+    else:
+        q_all = np.concatenate([model.descriptor.values(g.edge_vectors.detach().cpu().numpy(), g.centers,
+                                                        g.neighbors, g.species_index, g.n_atoms)
+                                for g in tr.graphs])
+    sidx_all = np.concatenate([g.species_index for g in tr.graphs])
+    e0_start = fit_e0(tr_frames, species, e_train)
+    scale = float(torch.sqrt(torch.mean(torch.cat(tr.forces) ** 2)))
+    if not np.isfinite(scale) or scale < 1e-3:
+        resid = (e_train - composition_matrix(tr_frames, species) @ e0_start) / np.array([len(a) for a in tr_frames])
+        scale = max(float(np.std(resid)), 1e-3)
+    model.set_statistics(q_all, sidx_all, e0_start, scale)
+    # Which reference energies does the data fix (given, or isolated-atom frames)? Those the networks must
+    # reproduce exactly, so training then uses the isolated-atom baseline form NN(x) - NN(x^0). Otherwise
+    # e0 is a fitted offset: training uses the plain form e0 + NN(x) (the baseline term couples every
+    # atom's gradient to the far-out input x^0, which measurably slows the fit: mlearn Mo 6.6 vs 3.7
+    # meV/atom), and NN(x^0) is folded into e0 afterwards -- the same function, with e0 = the energy
+    # of an isolated atom.
+    fixed = e0 is not None or (e0_method in ("auto", "isolated")
+                               and bool(isolated_atom_energies(tr_frames, model.cutoff)))
+    model.isolated_atom_e0 = isolated_atom_e0 and fixed
+    nn_start = np.zeros(len(tr_frames))
+    if model.isolated_atom_e0:
+        # the untrained networks' energies relative to an isolated atom are far from zero: e0 (where the
+        # data leave it free) is fitted to what they leave
+        with torch.no_grad():
+            nn = model.readout(torch.as_tensor(q_all), torch.as_tensor(sidx_all)).numpy()
+        nn_start = np.add.reduceat(nn, np.cumsum([0] + [g.n_atoms for g in tr.graphs])[:-1])
+    e0_values = reference_energies(tr_frames, species, e_train - nn_start, model.cutoff, e0, e0_method)
+    model.set_statistics(q_all, sidx_all, e0_values, scale)
+    return model, tr, va
+
+
 def _copy_networks(source, target):
     """Give ``target`` the networks of ``source`` (the same elements in another order), each network's
     input weights permuted to ``target``'s feature order (matched by the descriptors' feature names)."""
@@ -193,8 +241,8 @@ def fit_bpnn(train, test=None, *, species=None, cutoff=5.0, acsf=None, n_radial=
                e0_method="auto", epochs=2000, batch_size=16, lr=2e-3,
                lr_factor=0.5, lr_patience=50, min_lr=1e-5, weight_decay=0.0, validation_fraction=0.1,
                patience=150, lr_schedule="plateau", lbfgs_steps=LBFGS_STEPS, lbfgs_history=50, lbfgs_patience=400,
-               frame_weights=None, feature_transform="none", isolated_atom_e0=True, seed=0, checkpoint=None,
-               resume=False,
+               frame_weights=None, feature_transform="none", isolated_atom_e0=True, committee=None,
+               committee_data="shuffle", initial_model=None, seed=0, checkpoint=None, resume=False,
                checkpoint_every=10, progress=True, device="cpu", cache_descriptors=True, verbose=False):
     """Train a Behler-Parrinello network on energies and forces; returns a :class:`BPNN` calculator.
 
@@ -260,6 +308,14 @@ def fit_bpnn(train, test=None, *, species=None, cutoff=5.0, acsf=None, n_radial=
     resume : continue from ``checkpoint`` if it exists (same data and settings)
     progress : tqdm progress bar over epochs
     device : "cpu" or "cuda" (or None: CUDA when available)
+    committee : None, or K >= 2: train K networks (seeds ``seed``, ``seed + 1``, ...: other initial
+        weights, validation splits and batch orders) and return their
+        :class:`~ase_mlcalc.models.committee.CommitteeModel` (mean prediction; the spread is the
+        uncertainty); ``checkpoint`` then gets a ``.k`` suffix per member
+    committee_data : "shuffle" (every member sees all frames, default) or "bootstrap" (each member a
+        resample of the frames with replacement)
+    initial_model : a BPNNModel (or, with ``committee``, a CommitteeModel) to continue training from:
+        its weights, feature statistics and e0 are kept (a warm start: the model settings above are ignored)
     cache_descriptors : compute descriptors and Jacobians of the frames once
         (fast; memory ~ 24 n_edges n_features bytes); False recomputes them
         each batch through ``descriptor.torch(graph, jacobian=True)``
@@ -278,6 +334,8 @@ def fit_bpnn(train, test=None, *, species=None, cutoff=5.0, acsf=None, n_radial=
         A setting out of range (named in the message: validation_fraction outside [0, 1),
         batch_size < 1, negative weights, ...), before any work.
     """
+    if committee is not None:
+        return _fit_committee(dict(locals()))
     t_start = time.perf_counter()
     validation_fraction = check_fraction("validation_fraction", validation_fraction)
     batch_size = check_positive_int("batch_size", batch_size)
@@ -325,47 +383,19 @@ def fit_bpnn(train, test=None, *, species=None, cutoff=5.0, acsf=None, n_radial=
     fw = _frame_weights(tr_frames, frame_weights)
     va_frames = [frames[k] for k in val_idx]
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(seed))
-        model = BPNNModel(species, **model_settings)
-        if list(species) != sorted(species):  # the same initial networks whatever order the species come in
-            torch.manual_seed(int(seed))
-            _copy_networks(BPNNModel(sorted(species), **model_settings), model)
-    # statistics from the training part only
-    e_train = ref["energy"][train_idx]
-    tr = _Data(tr_frames, model, device, cache_descriptors)
-    va = _Data(va_frames, model, device, cache_descriptors) if va_frames else None
-    if cache_descriptors:
-        q_all = torch.cat(tr.q).cpu().numpy()
+    if initial_model is not None:  # warm start: its weights, statistics and e0 (e.g. on-the-fly updates)
+        import copy
+
+        model = copy.deepcopy(initial_model).to(device)
+        if tuple(model.species) != tuple(species):
+            raise ValueError(f"initial_model knows the species {model.symbols}, the frames need "
+                             f"{[chemical_symbols[z] for z in species]}")
+        model.requires_grad_(True)
+        tr = _Data(tr_frames, model, device, cache_descriptors)
+        va = _Data(va_frames, model, device, cache_descriptors) if va_frames else None
     else:
-        q_all = np.concatenate([model.descriptor.values(g.edge_vectors.detach().cpu().numpy(), g.centers,
-                                                        g.neighbors, g.species_index, g.n_atoms)
-                                for g in tr.graphs])
-    sidx_all = np.concatenate([g.species_index for g in tr.graphs])
-    e0_start = fit_e0(tr_frames, species, e_train)
-    scale = float(torch.sqrt(torch.mean(torch.cat(tr.forces) ** 2)))
-    if not np.isfinite(scale) or scale < 1e-3:
-        resid = (e_train - composition_matrix(tr_frames, species) @ e0_start) / ref["n_atoms"][train_idx]
-        scale = max(float(np.std(resid)), 1e-3)
-    model.set_statistics(q_all, sidx_all, e0_start, scale)
-    # Which reference energies does the data fix (given, or isolated-atom frames)? Those the networks must
-    # reproduce exactly, so training then uses the isolated-atom baseline form NN(x) - NN(x^0). Otherwise
-    # e0 is a fitted offset: training uses the plain form e0 + NN(x) (the baseline term couples every
-    # atom's gradient to the far-out input x^0, which measurably slows the fit: mlearn Mo 6.6 vs 3.7
-    # meV/atom), and NN(x^0) is folded into e0 afterwards -- the same function, with e0 = the energy
-    # of an isolated atom.
-    fixed = e0 is not None or (e0_method in ("auto", "isolated")
-                               and bool(isolated_atom_energies(tr_frames, model.cutoff)))
-    model.isolated_atom_e0 = isolated_atom_e0 and fixed
-    nn_start = np.zeros(len(tr_frames))
-    if model.isolated_atom_e0:
-        # the untrained networks' energies relative to an isolated atom are far from zero: e0 (where the
-        # data leave it free) is fitted to what they leave
-        with torch.no_grad():
-            nn = model.readout(torch.as_tensor(q_all), torch.as_tensor(sidx_all)).numpy()
-        nn_start = np.add.reduceat(nn, np.cumsum([0] + [g.n_atoms for g in tr.graphs])[:-1])
-    e0_values = reference_energies(tr_frames, species, e_train - nn_start, model.cutoff, e0, e0_method)
-    model.set_statistics(q_all, sidx_all, e0_values, scale)
+        model, tr, va = _new_model(species, model_settings, seed, tr_frames, va_frames, ref["energy"][train_idx],
+                                   device, cache_descriptors, e0, e0_method, isolated_atom_e0)
     model.to(device)
 
     params = [p for p in model.parameters()]
@@ -552,6 +582,38 @@ def fit_bpnn(train, test=None, *, species=None, cutoff=5.0, acsf=None, n_radial=
                 "e0": dict(zip(model.symbols, map(float, model.e0))), "n_virial_frames": tr.n_virial}
     return finish_fit(BPNN(model=model, device=device), {"train": tr_frames, "validation": va_frames, "test": test},
                       fit_info, t_start)
+
+
+def _fit_committee(kwargs):
+    """fit_bpnn(committee=K): K members, then their CommitteeModel with the members' metrics."""
+    from ..models.committee import Committee, CommitteeModel
+
+    t_start = time.perf_counter()
+    K = check_int("committee", kwargs.pop("committee"), 2)
+    how = check_choice("committee_data", kwargs.pop("committee_data"), ("shuffle", "bootstrap"))
+    train, test, seed, checkpoint = kwargs.pop("train"), kwargs.pop("test"), kwargs.pop("seed"), kwargs.pop("checkpoint")
+    start = kwargs.pop("initial_model")
+    if start is not None and (not isinstance(start, CommitteeModel) or len(start.members) != K):
+        raise ValueError(f"initial_model of a committee of {K} must be a CommitteeModel of {K} members")
+    frames = load_frames(train)
+    test = read_frames(test) if test is not None else None
+    members, infos = [], []
+    for k in range(K):
+        data = frames
+        if how == "bootstrap":
+            pick = np.random.default_rng([seed, k]).integers(0, len(frames), len(frames))
+            data = [frames[i] for i in np.sort(pick)]
+        calc = fit_bpnn(data, None, seed=seed + k, checkpoint=None if checkpoint is None else f"{checkpoint}.{k}",
+                        initial_model=None if start is None else start.members[k], **kwargs)
+        members.append(calc.model)
+        infos.append({"seed": seed + k, "metrics": calc.metrics, "wall_time_s": calc.model.fit_info["wall_time_s"],
+                      "epochs_run": calc.model.fit_info["epochs_run"],
+                      "lbfgs_iterations": calc.model.fit_info["lbfgs_iterations"]})
+    model = CommitteeModel(members)
+    fit_info = {"members": infos, "committee_data": how, "epochs_run": sum(i["epochs_run"] for i in infos),
+                "lbfgs_iterations": sum(i["lbfgs_iterations"] for i in infos)}
+    return finish_fit(Committee(model=model, device=kwargs["device"]), {"train": frames, "test": test}, fit_info,
+                      t_start)
 
 
 def train_bpnn(*args, **kwargs):

@@ -275,61 +275,55 @@ def fit_gap(train, test=None, *, species=None, gap=None, terms=None, distance_2b
     return finish_fit(GAP(model=model), {"train": frames, "test": test}, fit_info, t_start)
 
 
-def solve(model, frames, ref, sigmas, e0, sparse_jitter=DEFAULTS["sparse_jitter"], compute_variance=True,
-          progress=False):
-    """Fit the weights of a model whose sparse sets are chosen: alpha, the variance factors and e0
-    are written into ``model``; returns a dict of sizes and timings.
+def sparse_factor(model, sparse_jitter=DEFAULTS["sparse_jitter"]):
+    """Upper Cholesky factor U of K_MM + jitter (K_MM = U^T U), block diagonal over the terms.
 
-    ``ref``: :func:`~ase_mlcalc.training.data.reference_values` of ``frames``; ``sigmas``: (n_frames, 3)
-    from :func:`frame_sigmas`; ``e0``: (n_species,) eV.
+    Raises ValueError (naming the remedy) when K_MM is not positive definite.
     """
-    from tqdm.auto import tqdm
-
-    t0 = time.perf_counter()
-    M, species, cutoff = model.n_sparse, model.species, model.cutoff
-    C = composition_matrix(frames, species)
+    M = model.n_sparse
     K_MM = scipy.linalg.block_diag(*[t.sparse_kernel() for t in model.terms])
     K_MM[np.diag_indices(M)] += sparse_jitter
     try:
-        U = scipy.linalg.cholesky(K_MM, lower=False)
+        return scipy.linalg.cholesky(K_MM, lower=False)
     except np.linalg.LinAlgError:
         raise ValueError(f"K_MM of the {M} sparse points is not positive definite: raise sparse_jitter "
                          f"(now {sparse_jitter} eV^2) or use fewer, less similar sparse points") from None
 
-    # Blocked QR of [A | b], A = [Lambda^-1/2 K_NM; U], b = [Lambda^-1/2 y; 0].
-    R = np.zeros((M, M + 1))
-    R[:, :M] = U
-    block, n_block_rows, n_obs, peak_block = [], 0, 0, 0
-    block_limit = BLOCK_ROWS_PER_SPARSE * (M + 1)
 
-    def reduce():
-        nonlocal R, block, n_block_rows, peak_block
-        if block:
-            stacked = np.concatenate([R] + block)
-            peak_block = max(peak_block, stacked.nbytes)
-            block, n_block_rows = [], 0
-            R = scipy.linalg.qr(stacked, mode="r", overwrite_a=True, check_finite=False)[0][: M + 1]
+def frame_rows(model, k, atoms, ref, sigma, e0, columns=None):
+    """The whitened rows [Lambda^-1/2 K_NM | Lambda^-1/2 y] of frame ``k``: its energy, forces and (with a
+    reference stress) virial, (n_obs, M + 1). ``ref``: the frame's reference values (energy, forces (N, 3),
+    stress (6,) or None); ``sigma``: its (energy, force, virial) sigmas; ``e0``: (n_species,) eV.
+    ``columns``: a model whose terms hold only some sparse points (rows for those columns, no target)."""
+    source = model if columns is None else columns
+    n = len(atoms)
+    D, i, j, sidx = frame_edges(k, atoms, source.cutoff, source.species)
+    stress = ref.get("stress")
+    has_virial = stress is not None and np.all(np.isfinite(stress))
+    energy_row, force_rows, virial_rows = structure_rows(source, D, i, j, sidx, n, has_virial)
+    sig_e, sig_f, sig_v = sigma
+    if columns is not None:
+        rows = [energy_row[None] / sig_e, force_rows / sig_f] + ([virial_rows / sig_v] if has_virial else [])
+        return np.concatenate(rows)
+    composition = np.bincount(sidx, minlength=len(model.species))
+    rows = [np.append(energy_row, ref["energy"] - composition @ e0)[None] / sig_e,
+            np.concatenate([force_rows, np.asarray(ref["forces"]).reshape(-1, 1)], 1) / sig_f]
+    if has_virial:  # virial = -stress * volume
+        rows.append(np.concatenate([virial_rows, (-np.asarray(stress) * atoms.get_volume())[:, None]], 1) / sig_v)
+    return np.concatenate(rows)
 
-    offset = 0
-    for k, atoms in enumerate(tqdm(frames, desc="kernel rows", disable=not progress, leave=False)):
-        n = len(atoms)
-        D, i, j, sidx = frame_edges(k, atoms, cutoff, species)
-        has_virial = ref["stress"] is not None and np.all(np.isfinite(ref["stress"][k]))
-        energy_row, force_rows, virial_rows = structure_rows(model, D, i, j, sidx, n, has_virial)
-        sig_e, sig_f, sig_v = sigmas[k]
-        rows = [np.append(energy_row, ref["energy"][k] - C[k] @ e0)[None] / sig_e,
-                np.concatenate([force_rows, ref["forces"][offset:offset + n].reshape(-1, 1)], 1) / sig_f]
-        if has_virial:  # virial = -stress * volume
-            rows.append(np.concatenate([virial_rows, (-ref["stress"][k] * atoms.get_volume())[:, None]], 1) / sig_v)
-        offset += n
-        for r in rows:
-            block.append(r)
-            n_block_rows += len(r)
-            n_obs += len(r)
-        if n_block_rows >= block_limit:
-            reduce()
-    reduce()
-    t_rows = time.perf_counter()
+
+def frame_references(ref, frames):
+    """Per-frame reference dicts (energy, forces, stress) from :func:`reference_values` of ``frames``."""
+    offsets = np.cumsum([0] + [len(a) for a in frames])
+    return [{"energy": ref["energy"][k], "forces": ref["forces"][offsets[k]:offsets[k + 1]],
+             "stress": None if ref["stress"] is None else ref["stress"][k]} for k in range(len(frames))]
+
+
+def set_weights(model, R, U, e0, compute_variance=True):
+    """alpha from the triangle R ((M + 1) x (M + 1): the QR factor of [A | b]) into ``model``, with the
+    variance factors U and R[:M, :M] (zeroed without ``compute_variance``) and e0."""
+    M = model.n_sparse
     if R.shape[0] < M + 1:  # fewer observations than sparse points + 1: pad (the triangle is still exact)
         R = np.concatenate([R, np.zeros((M + 1 - R.shape[0], M + 1))])
     alpha = scipy.linalg.solve_triangular(R[:M, :M], R[:M, M], lower=False)
@@ -341,7 +335,45 @@ def solve(model, frames, ref, sigmas, e0, sparse_jitter=DEFAULTS["sparse_jitter"
             model.kmm_factor.copy_(torch.as_tensor(U))
             model.posterior_factor.copy_(torch.as_tensor(R[:M, :M]))
         model.e0.copy_(torch.as_tensor(np.asarray(e0, dtype=np.float64)))
-    return {"n_observations": n_obs, "e0": dict(zip(symbols(species), map(float, e0))),
+
+
+def qr_triangle(*blocks):
+    """The (at most n_columns x n_columns) R factor of the stacked blocks (rows)."""
+    stacked = np.concatenate(blocks)
+    n = stacked.shape[1]
+    return scipy.linalg.qr(stacked, mode="r", overwrite_a=True, check_finite=False)[0][:n]
+
+
+def solve(model, frames, ref, sigmas, e0, sparse_jitter=DEFAULTS["sparse_jitter"], compute_variance=True,
+          progress=False):
+    """Fit the weights of a model whose sparse sets are chosen: alpha, the variance factors and e0
+    are written into ``model``; returns a dict of sizes and timings.
+
+    ``ref``: :func:`~ase_mlcalc.training.data.reference_values` of ``frames``; ``sigmas``: (n_frames, 3)
+    from :func:`frame_sigmas`; ``e0``: (n_species,) eV.
+    """
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    M = model.n_sparse
+    U = sparse_factor(model, sparse_jitter)
+    # Blocked QR of [A | b], A = [Lambda^-1/2 K_NM; U], b = [Lambda^-1/2 y; 0].
+    R = np.concatenate([U, np.zeros((M, 1))], 1)
+    block, n_block_rows, n_obs, peak_block = [], 0, 0, 0
+    block_limit = BLOCK_ROWS_PER_SPARSE * (M + 1)
+    per_frame = frame_references(ref, frames)
+    for k, atoms in enumerate(tqdm(frames, desc="kernel rows", disable=not progress, leave=False)):
+        rows = frame_rows(model, k, atoms, per_frame[k], sigmas[k], e0)
+        block.append(rows)
+        n_block_rows += len(rows)
+        n_obs += len(rows)
+        if n_block_rows >= block_limit or k == len(frames) - 1:
+            peak_block = max(peak_block, (M + n_block_rows) * (M + 1) * 8)
+            R = qr_triangle(R, *block)
+            block, n_block_rows = [], 0
+    t_rows = time.perf_counter()
+    set_weights(model, R, U, e0, compute_variance)
+    return {"n_observations": n_obs, "e0": dict(zip(symbols(model.species), map(float, e0))),
             "time_kernel_rows_s": t_rows - t0, "time_solve_s": time.perf_counter() - t_rows,
             "qr_block_bytes": int(peak_block)}
 
@@ -388,3 +420,101 @@ def structure_rows(model, D, i, j, sidx, n_atoms, want_virial):
         virial_rows.append(W[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]])
     return (np.concatenate(energy_rows), np.concatenate(force_rows, 1),
             np.concatenate(virial_rows, 1) if want_virial else None)
+
+
+class GAPUpdater:
+    """A sparse-GP fit that grows by frames and sparse points, without recomputing what it holds.
+
+    It keeps the whitened design rows [Lambda^-1/2 K_NM | Lambda^-1/2 y] of every frame and the QR
+    triangle of the data rows. A new labelled frame costs its own kernel rows and a rank update of
+    the triangle (the R factor of [R; new rows], exact); new sparse points cost only their own kernel
+    columns for the stored frames (descriptors of the new points alone), after which the triangle is
+    re-factorised from the stored rows (O(n_obs M^2) linear algebra, no descriptor work). K_MM's
+    Cholesky factor is recomputed for the new sparse set. The result equals :func:`fit_gap` on the
+    same frames and sparse set to rounding (``tests/test_active.py``). e0 is kept as given.
+
+    Parameters
+    ----------
+    model : SparseGPModel with its sparse sets and e0 (e.g. ``fit_gap(...).model``); it is updated in place
+        while its sparse set keeps its size, replaced by a larger one (``self.model``) when points are added
+    frames : the labelled frames it was fitted to (list of ase.Atoms)
+    default_sigma, config_type_sigma : as :func:`fit_gap` (per-frame info sigmas apply too)
+    sparse_jitter : eV^2; compute_variance : keep the variance factors (the uncertainties need them)
+    """
+
+    def __init__(self, model, frames=(), *, default_sigma=DEFAULTS["default_sigma"], config_type_sigma=None,
+                 sparse_jitter=DEFAULTS["sparse_jitter"], compute_variance=True):
+        self.model = model
+        self.default_sigma = _default_sigma(default_sigma)
+        self.config_type_sigma = _config_type_sigma(config_type_sigma)
+        self.sparse_jitter = check_nonnegative("sparse_jitter", sparse_jitter)
+        self.compute_variance = bool(compute_variance)
+        self.e0 = model.e0.detach().cpu().numpy().copy()
+        self.frames, self.rows = [], []
+        M = model.n_sparse
+        self.R = np.zeros((0, M + 1))
+        self.add_frames(frames, solve=False)
+        self.solve()
+
+    @property
+    def n_observations(self):
+        return sum(len(r) for r in self.rows)
+
+    def add_frames(self, frames, solve=True):
+        """Add labelled frames (energy, forces, stress when periodic): their rows, a rank update of the triangle."""
+        frames = list(frames)
+        if not frames:
+            return
+        ref = frame_references(reference_values(frames, require_forces=True), frames)
+        sig = frame_sigmas(frames, self.default_sigma, self.config_type_sigma)
+        composition_matrix(frames, self.model.species)  # refuses unknown elements, naming the frame
+        new = [frame_rows(self.model, len(self.frames) + k, a, ref[k], sig[k], self.e0)
+               for k, a in enumerate(frames)]
+        self.frames += frames
+        self.rows += new
+        self.R = qr_triangle(self.R, *new)
+        if solve:
+            self.solve()
+
+    def add_sparse_points(self, term, points, labels, solve=True):
+        """Add sparse points to term ``term`` (index into ``model.terms``): ``points`` (n, F) as the term's
+        :meth:`candidates` return them, ``labels`` (n,) their species (pair) indices. Replaces
+        ``self.model`` by a model with the larger sparse set (same weights until :meth:`solve`)."""
+        points = np.asarray(points, dtype=np.float64)
+        if len(points) == 0:
+            return
+        old = self.model
+        kinds = [t.hyperparameters() for t in old.terms]
+        # a model holding only the new points, for their kernel columns
+        only = SparseGPModel(old.species, terms=[dict(kinds[term], n_sparse=len(points))])
+        only.terms[0].set_sparse(points, labels)
+        offsets = np.cumsum([0] + [t.n_sparse for t in old.terms])
+        new_sizes = [t.n_sparse + (len(points) if k == term else 0) for k, t in enumerate(old.terms)]
+        model = SparseGPModel(old.species, terms=[dict(h, n_sparse=n) for h, n in zip(kinds, new_sizes)])
+        for k, (t_old, t_new) in enumerate(zip(old.terms, model.terms)):
+            x = t_old.sparse_points.detach().cpu().numpy()
+            z = t_old.sparse_species.cpu().numpy()
+            if k == term:
+                x, z = np.concatenate([x, points.reshape(len(points), -1)]), np.concatenate([z, labels])
+            t_new.set_sparse(x, z)
+        with torch.no_grad():
+            model.e0.copy_(old.e0)
+        ref = frame_references(reference_values(self.frames, require_forces=True), self.frames)
+        sig = frame_sigmas(self.frames, self.default_sigma, self.config_type_sigma)
+        at = offsets[term + 1]  # the new columns go after the term's old ones
+        for k, a in enumerate(self.frames):
+            cols = frame_rows(self.model, k, a, ref[k], sig[k], self.e0, columns=only)
+            self.rows[k] = np.concatenate([self.rows[k][:, :at], cols, self.rows[k][:, at:]], 1)
+        self.model = model
+        self.R = qr_triangle(np.zeros((0, model.n_sparse + 1)), *self.rows) if self.rows else \
+            np.zeros((0, model.n_sparse + 1))
+        if solve:
+            self.solve()
+
+    def solve(self):
+        """alpha and the variance factors of the current frames and sparse set, into ``self.model``."""
+        U = sparse_factor(self.model, self.sparse_jitter)
+        M = self.model.n_sparse
+        R = qr_triangle(self.R, np.concatenate([U, np.zeros((M, 1))], 1))
+        set_weights(self.model, R, U, self.e0, self.compute_variance)
+        return self.model

@@ -23,13 +23,13 @@ dynamics do); :func:`equation_of_state`, :func:`elastic_constants` and
 from .common import get_calculator
 from .elastic import ElasticResult, elastic_constants, strain_matrix
 from .eos import EOSResult, equation_of_state
-from .md import MDResult, run_md
+from .md import MDResult, make_dynamics, run_md
 from .phonons import FREQUENCY_UNITS, PhononResult, phonons
 from .plots import plot_eos, plot_md, plot_phonons
 from .relax import RelaxResult, relax
 
 __all__ = [
-    "run_md", "MDResult", "relax", "RelaxResult", "equation_of_state", "EOSResult", "elastic_constants",
+    "run_md", "make_dynamics", "MDResult", "relax", "RelaxResult", "equation_of_state", "EOSResult", "elastic_constants",
     "ElasticResult", "strain_matrix", "phonons", "PhononResult", "plot_md", "plot_eos", "plot_phonons", "get_calculator",
     "FREQUENCY_UNITS",
 ]

@@ -50,6 +50,41 @@ class MDResult:
         return "\n".join(lines)
 
 
+def make_dynamics(atoms, calc=None, ensemble="nve", temperature_K=300.0, timestep_fs=1.0, *, friction_per_fs=0.01,
+                  seed=None, initialize_velocities=True):
+    """An ASE dynamics object for ``atoms`` (the calculator attached): NVE velocity Verlet or NVT Langevin.
+
+    Maxwell-Boltzmann velocities at ``temperature_K`` (centre of mass at rest) when the atoms have no
+    momenta and ``initialize_velocities``; ``seed`` seeds them and the Langevin noise. Parameters as
+    :func:`run_md`. Raises ValueError for an unknown ensemble or out-of-range settings.
+    """
+    from ase.md.langevin import Langevin
+    from ase.md.velocitydistribution import Stationary, thermalize_momenta
+    from ase.md.verlet import VelocityVerlet
+
+    check_atoms(atoms)
+    ensemble = str(ensemble).lower()
+    if ensemble not in ("nve", "langevin"):
+        raise ValueError(f"ensemble must be 'nve' or 'langevin', got {ensemble!r}")
+    if not timestep_fs > 0:
+        raise ValueError(f"timestep_fs must be > 0, got {timestep_fs}")
+    if not temperature_K >= 0:
+        raise ValueError(f"temperature_K must be >= 0, got {temperature_K}")
+    atoms.calc = get_calculator(calc, atoms)
+    rng = np.random.default_rng(seed)
+    if initialize_velocities and not np.any(atoms.get_momenta()) and temperature_K > 0:
+        thermalize_momenta(atoms, temperature_K=temperature_K, rng=rng)
+        Stationary(atoms)
+    dt = timestep_fs * units.fs
+    if ensemble == "nve":
+        return VelocityVerlet(atoms, timestep=dt)
+    if not friction_per_fs > 0:
+        raise ValueError(f"friction_per_fs must be > 0, got {friction_per_fs}")
+    # fixcm=False: ASE's fixcm=True does not sample NVT exactly (deprecated in ASE 3.28).
+    return Langevin(atoms, timestep=dt, temperature_K=temperature_K, friction=friction_per_fs / units.fs,
+                    fixcm=False, rng=rng)
+
+
 def run_md(atoms, calc=None, ensemble="nve", temperature_K=300.0, timestep_fs=1.0, steps=1000, *,
            friction_per_fs=0.01, interval=10, trajectory=None, trajectory_interval=None, logfile=None,
            progress=True, seed=None, initialize_velocities=True):
@@ -83,38 +118,16 @@ def run_md(atoms, calc=None, ensemble="nve", temperature_K=300.0, timestep_fs=1.
     """
     from ase.io import Trajectory
     from ase.md import MDLogger
-    from ase.md.langevin import Langevin
-    from ase.md.velocitydistribution import Stationary, thermalize_momenta
-    from ase.md.verlet import VelocityVerlet
     from tqdm.auto import tqdm
 
-    check_atoms(atoms)
-    ensemble = str(ensemble).lower()
-    if ensemble not in ("nve", "langevin"):
-        raise ValueError(f"ensemble must be 'nve' or 'langevin', got {ensemble!r}")
-    if not timestep_fs > 0:
-        raise ValueError(f"timestep_fs must be > 0, got {timestep_fs}")
-    if int(steps) != steps or steps < 0:
-        raise ValueError(f"steps must be a non-negative integer, got {steps}")
-    if not temperature_K >= 0:
-        raise ValueError(f"temperature_K must be >= 0, got {temperature_K}")
     if int(interval) < 1:
         raise ValueError(f"interval must be >= 1, got {interval}")
+    if int(steps) != steps or steps < 0:
+        raise ValueError(f"steps must be a non-negative integer, got {steps}")
     steps, interval = int(steps), int(interval)
-    atoms.calc = get_calculator(calc, atoms)
-    rng = np.random.default_rng(seed)
-    if initialize_velocities and not np.any(atoms.get_momenta()) and temperature_K > 0:
-        thermalize_momenta(atoms, temperature_K=temperature_K, rng=rng)
-        Stationary(atoms)
-    dt = timestep_fs * units.fs
-    if ensemble == "nve":
-        dyn = VelocityVerlet(atoms, timestep=dt)
-    else:
-        if not friction_per_fs > 0:
-            raise ValueError(f"friction_per_fs must be > 0, got {friction_per_fs}")
-        # fixcm=False: ASE's fixcm=True does not sample NVT exactly (deprecated in ASE 3.28).
-        dyn = Langevin(atoms, timestep=dt, temperature_K=temperature_K, friction=friction_per_fs / units.fs,
-                       fixcm=False, rng=rng)
+    dyn = make_dynamics(atoms, calc, ensemble, temperature_K, timestep_fs, friction_per_fs=friction_per_fs,
+                        seed=seed, initialize_velocities=initialize_velocities)
+    ensemble = str(ensemble).lower()
 
     rows = []
 
