@@ -226,3 +226,19 @@ def test_frame_weights_by_config_type():
     np.testing.assert_allclose(_frame_weights(frames, [4.0, 1, 1, 1]), w)
     with pytest.raises(ValueError, match="frame_weights"):
         _frame_weights(frames, {"surface": -1.0})
+
+
+def test_errors_by_config_type_add_up():
+    from ase_mlcalc.training import evaluate, group_metrics
+
+    frames = labelled_frames(6, ["Ar", "Kr"], seed=140)
+    for k, a in enumerate(frames):
+        a.info["config_type"] = "odd" if k % 2 else "even"
+    calc = fit_lennard_jones(frames, cutoff=4.8, max_iter=5)
+    overall, preds = evaluate(calc, frames)
+    groups = group_metrics(preds, frames)
+    assert list(groups) == ["even", "odd"] and all(g["n_frames"] == 3 for g in groups.values())
+    mse = np.mean([g["energy_rmse"] ** 2 for g in groups.values()])  # equal group sizes and atom counts
+    assert overall["energy_rmse"] == pytest.approx(np.sqrt(mse), rel=1e-12)
+    assert overall["force_rmse"] == pytest.approx(np.sqrt(np.mean([g["force_rmse"] ** 2 for g in groups.values()])),
+                                                  rel=1e-12)

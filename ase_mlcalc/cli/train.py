@@ -200,6 +200,7 @@ def add_eval(sub):
     p.add_argument("files", nargs="+", help="structure files with reference energy/forces (any ase.io format)")
     p.add_argument("--index", default=":", help="ase.io index of frames to read (default ':')")
     p.add_argument("--plot", default="", help="write a parity plot (PNG) to this path (default: none)")
+    p.add_argument("--by", metavar="KEY", help="also a table per group of frames (atoms.info[KEY], e.g. config_type)")
     p.set_defaults(func=_eval)
 
 
@@ -209,7 +210,7 @@ def _eval(args):
 
     model = load_model(args.model)
     report(model, {path: read_frames(path, args.index) for path in args.files}, plot=args.plot or None,
-           title=os.path.basename(args.model))
+           title=os.path.basename(args.model), by_group=args.by)
 
 
 # --------------------------------------------------------------------------- compare

@@ -20,9 +20,9 @@ from .bpnn import fit_bpnn, train_bpnn
 from .data import (composition_matrix, fit_e0, frame_graphs, load_frames, read_frames, reference_values,
                    species_of)
 from .lennard_jones import fit_lennard_jones
-from .metrics import error_metrics, evaluate, format_error_table, parity_plot, predict, report
+from .metrics import error_metrics, evaluate, format_error_table, group_metrics, parity_plot, predict, report
 from .sparse_gp import cur_selection, fit_gap
 
 __all__ = ["fit_lennard_jones", "fit_gap", "fit_bpnn", "train_bpnn", "read_frames", "load_frames",
            "reference_values", "composition_matrix", "fit_e0", "species_of", "frame_graphs", "predict",
-           "error_metrics", "evaluate", "format_error_table", "parity_plot", "report", "cur_selection"]
+           "error_metrics", "group_metrics", "evaluate", "format_error_table", "parity_plot", "report", "cur_selection"]

@@ -48,6 +48,25 @@ def error_metrics(pred_energy, pred_forces, ref):
     return out
 
 
+def group_metrics(predictions, frames, key="config_type"):
+    """:func:`error_metrics` per group of frames (``atoms.info[key]``; frames without it: "-").
+
+    ``predictions``: the second value :func:`evaluate` returns for ``frames``. Returns a dict group ->
+    metrics, groups in order of first appearance.
+    """
+    groups = [str(a.info.get(key, "-")) for a in frames]
+    ref, e, f = predictions["reference"], predictions["energy"], predictions["forces"]
+    offsets = np.cumsum([0] + [len(a) for a in frames])
+    out = {}
+    for g in dict.fromkeys(groups):
+        k = np.array([x == g for x in groups])
+        atoms = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in np.flatnonzero(k)])
+        sub = {"energy": ref["energy"][k], "n_atoms": ref["n_atoms"][k],
+               "forces": None if ref["forces"] is None else ref["forces"][atoms]}
+        out[g] = error_metrics(e[k], None if f is None else f[atoms], sub)
+    return out
+
+
 def evaluate(model, frames, batch_size=32):
     """Errors of a model (or calculator) on labelled ``frames``; returns (metrics dict, predictions dict).
 
@@ -97,7 +116,7 @@ def parity_plot(predictions, path, title=None):
     save_figure(fig, path, title)
 
 
-def report(model, sets, plot=None, title=None, printer=print):
+def report(model, sets, plot=None, title=None, printer=print, by_group=None):
     """Error table of a model (or calculator) on named sets of labelled frames, and a parity plot.
 
     Parameters
@@ -107,6 +126,7 @@ def report(model, sets, plot=None, title=None, printer=print):
     plot : PNG path of the parity plot, or None / "" for none
     title : plot title (default: the family name)
     printer : where the table goes (``print`` by default; None for nowhere)
+    by_group : an ``atoms.info`` key (e.g. "config_type"): also a table per group of each set
 
     Returns
     -------
@@ -119,6 +139,11 @@ def report(model, sets, plot=None, title=None, printer=print):
             rows[name], preds[name] = evaluate(model, frames)
     if printer is not None:
         printer(format_error_table(rows))
+        if by_group:
+            for name, frames in sets.items():
+                if frames:
+                    printer(f"{name} by {by_group}:")
+                    printer(format_error_table(group_metrics(preds[name], frames, by_group)))
     if plot:
         parity_plot(preds, plot, title=title or f"{model.family} model")
         if printer is not None:
