@@ -17,35 +17,19 @@ after one warm-up call that also compiles the numba kernels.
 
 import argparse
 import os
-import statistics
 import time
 
-import numpy as np
 import torch
 from ase.build import bulk
 
 import ase_mlcalc
 from ase_mlcalc.training import evaluate, read_frames
+from ase_mlcalc.training.metrics import energy_forces_time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "data")
 PAPER = {"Mo": 5.67, "Li": 0.98}  # test-set energy RMSE of the NNPs, meV/atom (Zuo et al. 2020, Table 2)
 LATTICE = {"Mo": 3.16, "Li": 3.44}  # Å, bcc
-
-
-def time_per_atom(calc, atoms, repeat=7):
-    """Median energy+forces wall time per atom (µs) over ``repeat`` calls after one warm-up."""
-    a = atoms.copy()
-    a.calc = calc
-    rng = np.random.default_rng(0)
-    a.get_forces()
-    times = []
-    for _ in range(repeat):
-        a.positions += rng.normal(scale=1e-4, size=a.positions.shape)
-        t = time.perf_counter()
-        a.get_forces()
-        times.append(time.perf_counter() - t)
-    return 1e6 * statistics.median(times) / len(a)
 
 
 def main():
@@ -74,8 +58,8 @@ def main():
         largest = max(test, key=len)
         big = bulk(el, "bcc", a=LATTICE[el], cubic=True).repeat(6)
         big.rattle(0.05, seed=1)
-        rows[-len(sets)][2]["us_per_atom"] = (len(largest), time_per_atom(calc, largest),
-                                              len(big), time_per_atom(calc, big))
+        rows[-len(sets)][2]["us_per_atom"] = (len(largest), energy_forces_time(calc, largest),
+                                              len(big), energy_forces_time(calc, big))
     print()
     print(f"{'set':<10}{'frames':>7}{'E RMSE':>9}{'E MAE':>9}{'F RMSE':>9}{'F MAE':>9}{'paper E':>9}"
           f"{'eval':>7}   energy+forces µs/atom")

@@ -14,7 +14,7 @@ import ase_mlcalc
 from ase_mlcalc.active import OnTheFly, OnTheFlyError, calibrate
 from ase_mlcalc.models.committee import CommitteeModel
 from ase_mlcalc.testing import labelled_frames
-from ase_mlcalc.training import fit_bpnn, fit_gap
+from ase_mlcalc.training import evaluate, fit_bpnn, fit_gap
 from ase_mlcalc.training.data import reference_values
 from ase_mlcalc.training.sparse_gp import GAPUpdater, frame_edges, frame_sigmas, solve
 from ase_mlcalc.workflows.md import make_dynamics
@@ -41,12 +41,7 @@ def emt_md_frames(n, seed, temperature=800, every=30):
 
 
 def force_rmse(calc, frames):
-    err = []
-    for a in frames:
-        b = a.copy()
-        b.calc = calc
-        err.append(b.get_forces() - a.get_forces())
-    return float(np.sqrt(np.mean(np.square(err))))
+    return evaluate(calc, frames)[0]["force_rmse"]
 
 
 @pytest.fixture(scope="module")

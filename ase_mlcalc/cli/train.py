@@ -247,6 +247,7 @@ def _compare(args):
 
     from ..io import load
     from ..training import evaluate, parity_plot, read_frames
+    from ..training.metrics import energy_forces_time
 
     options = {}
     if args.options:
@@ -279,32 +280,13 @@ def _compare(args):
         m, preds[family] = evaluate(calc, test)
         largest = max(test, key=len)
         rows.append({"family": family, **m, "fit_s": result["wall_time_s"],
-                     "peak_mb": usage.ru_maxrss / 1024.0, "us_per_atom": _energy_forces_time(calc, largest)})
+                     "peak_mb": usage.ru_maxrss / 1024.0, "us_per_atom": energy_forces_time(calc, largest)})
     print(format_compare_table(rows))
     plot = args.plot if args.plot is not None else os.path.join(args.output_dir, "compare.png")
     if plot:
         parity_plot(preds, plot, title=f"test set {os.path.basename(args.test)}")
         print(f"parity plot written to {plot}")
     return rows
-
-
-def _energy_forces_time(calc, atoms, repeat=5):
-    """Median energy+forces wall time per atom (µs) of ``calc`` on ``atoms`` (rattled each call)."""
-    import statistics
-
-    import numpy as np
-
-    a = atoms.copy()
-    a.calc = calc
-    rng = np.random.default_rng(0)
-    a.get_forces()  # compile / warm up
-    times = []
-    for _ in range(repeat):
-        a.positions += rng.normal(scale=1e-4, size=a.positions.shape)
-        t = time.perf_counter()
-        a.get_forces()
-        times.append(time.perf_counter() - t)
-    return 1e6 * statistics.median(times) / len(a)
 
 
 def format_compare_table(rows):

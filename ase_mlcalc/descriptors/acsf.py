@@ -364,14 +364,7 @@ class ACSF(Descriptor):
     def _run(self, edge_vectors, centers, neighbors, species_index, n_atoms, mode, grad_q=None):
         n_atoms = int(n_atoms)
         D, neighbors, sidx, offsets = self._kernel_inputs(edge_vectors, centers, neighbors, species_index, n_atoms)
-        E, F = len(D), self.n_features
-        q = np.zeros((n_atoms, F))
-        jac = np.zeros((E, F, 3)) if mode == 1 else np.zeros((0, 0, 3))
-        out = np.zeros((E, 3)) if mode == 2 else np.zeros((0, 3))
-        if grad_q is None:
-            grad_q = np.zeros((0, F))
-        else:
-            grad_q = self._grad_q(grad_q, n_atoms)
+        q, jac, out, grad_q = self._outputs(n_atoms, len(D), mode, grad_q)
         _acsf_kernel(D, neighbors, offsets, sidx, self.cutoff, self.radial_eta, self.radial_rs,
                      self.angular_eta, self.zeta, self.lambda_, self.pair_index, len(self.species),
                      mode, grad_q, q, jac, out)

@@ -61,6 +61,16 @@ class Descriptor:
             raise ValueError("species_index out of range for this descriptor's species")
         return D, np.ascontiguousarray(neighbors, dtype=np.int64), sidx, edge_offsets(centers, int(n_atoms))
 
+    def _outputs(self, n_atoms, n_edges, mode, grad_q=None):
+        """Zeroed kernel outputs ``(q (N, F), jac (E, F, 3) or empty, vjp (E, 3) or empty, grad_q)`` for
+        mode 0 (values), 1 (values and Jacobian) or 2 (values and vector-Jacobian product with ``grad_q``)."""
+        F = self.n_features
+        q = np.zeros((n_atoms, F))
+        jac = np.zeros((n_edges, F, 3)) if mode == 1 else np.zeros((0, 0, 3))
+        out = np.zeros((n_edges, 3)) if mode == 2 else np.zeros((0, 3))
+        grad_q = np.zeros((0, F)) if grad_q is None else self._grad_q(grad_q, n_atoms)
+        return q, jac, out, grad_q
+
     def _grad_q(self, grad_q, n_atoms):
         """``grad_q`` as a contiguous (n_atoms, n_features) float64 array; ValueError for another shape."""
         g = np.ascontiguousarray(grad_q, dtype=np.float64)

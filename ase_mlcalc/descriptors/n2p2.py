@@ -422,11 +422,7 @@ class N2P2SymmetryFunctions(Descriptor):
     def _run(self, edge_vectors, centers, neighbors, species_index, n_atoms, mode, grad_q=None):
         n_atoms = int(n_atoms)
         D, neighbors, sidx, offsets = self._kernel_inputs(edge_vectors, centers, neighbors, species_index, n_atoms)
-        E, F = len(D), self.n_features
-        q = np.zeros((n_atoms, F))
-        jac = np.zeros((E, F, 3)) if mode == 1 else np.zeros((0, 0, 3))
-        out = np.zeros((E, 3)) if mode == 2 else np.zeros((0, 3))
-        grad_q = np.zeros((0, F)) if grad_q is None else self._grad_q(grad_q, n_atoms)
+        q, jac, out, grad_q = self._outputs(n_atoms, len(D), mode, grad_q)
         R, A = self._rad, self._ang
         _sf_kernel(D, neighbors, offsets, sidx, self.cutoff_type, self.cutoff_alpha, self._rcs,
                    self._rad_off, R["e1"], R["eta"], R["rs"], R["rci"], R["col"],

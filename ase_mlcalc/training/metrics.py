@@ -81,6 +81,25 @@ def evaluate(model, frames, batch_size=32):
     return error_metrics(e, f, ref), {"energy": e, "forces": f, "reference": ref}
 
 
+def energy_forces_time(calc, atoms, repeat=5):
+    """Median wall time (µs per atom) of one energy+forces call of ``calc`` on ``atoms`` (slightly rattled
+    before every call so nothing is cached; one warm-up call first)."""
+    import statistics
+    import time
+
+    a = atoms.copy()
+    a.calc = calc
+    rng = np.random.default_rng(0)
+    a.get_forces()  # compile / warm up
+    times = []
+    for _ in range(repeat):
+        a.positions += rng.normal(scale=1e-4, size=a.positions.shape)
+        t = time.perf_counter()
+        a.get_forces()
+        times.append(time.perf_counter() - t)
+    return 1e6 * statistics.median(times) / len(a)
+
+
 def format_error_table(rows):
     """Plain-text table: ``rows`` maps a set name (train/test/...) to :func:`error_metrics` dicts."""
     width = max([8] + [len(str(name)) + 2 for name in rows])
