@@ -24,6 +24,9 @@ def cosine_cutoff(r, rc, width):
     """
     if r >= rc:
         return 0.0, 0.0
+    if width >= rc:  # Behler's form over the whole range (ACSF's inner triplet loops: no division)
+        a = math.pi / rc
+        return 0.5 * (math.cos(a * r) + 1.0), -0.5 * a * math.sin(a * r)
     if width <= 0.0 or r <= rc - width:
         return 1.0, 0.0
     t = math.pi * (r - rc + width) / width

@@ -362,22 +362,22 @@ class BPNNModel(AtomisticModel):
         mean = self.feature_mean.to(q.dtype)
         std = self.feature_std.to(q.dtype)
         scale = self.energy_scale.to(q.dtype)
-        x = (self.transform(q) - mean[species_index]) / std[species_index]
-        if self.isolated_atom_e0:  # append each species' no-neighbour input x^0 as one more row
-            x0 = (self.transform(q.new_zeros(1, q.shape[1])) - mean) / std
-            x = torch.cat([x, x0])
-            species_index = torch.cat([species_index, torch.arange(len(self.nets), device=species_index.device)])
-        if len(self.nets) == 1:
-            out = self.nets[0](x).squeeze(-1)
-        else:
-            out = x.new_zeros(x.shape[0])
-            for s, net in enumerate(self.nets):
-                idx = torch.nonzero(species_index == s).squeeze(1)
-                if idx.numel():
-                    out = out.index_copy(0, idx, net(x[idx]).squeeze(-1))
-        if self.isolated_atom_e0:
-            n = q.shape[0]
-            out = out[:n] - out[n:][species_index[:n]]
+        t = self.transform(q)
+        if len(self.nets) == 1:  # one element: broadcast its statistics, no gathers
+            net = self.nets[0]
+            out = net((t - mean[0]) / std[0]).squeeze(-1)
+            if self.isolated_atom_e0:  # minus the network's value for an atom without neighbours
+                out = out - net((self.transform(q.new_zeros(1, q.shape[1])) - mean[0]) / std[0]).squeeze(-1)
+            return out * scale
+        x = (t - mean[species_index]) / std[species_index]
+        out = x.new_zeros(x.shape[0])
+        for s, net in enumerate(self.nets):
+            idx = torch.nonzero(species_index == s).squeeze(1)
+            if idx.numel():
+                y = net(x[idx]).squeeze(-1)
+                if self.isolated_atom_e0:
+                    y = y - net((self.transform(q.new_zeros(1, q.shape[1])) - mean[s]) / std[s]).squeeze(-1)
+                out = out.index_copy(0, idx, y)
         return out * scale
 
     def atomic_energies(self, graph):
