@@ -85,12 +85,14 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=["gap", "bpnn"], choices=["gap", "bpnn"])
     p.add_argument("--dir", default="bench_otf_work")
+    p.add_argument("--threshold-factor", type=float, default=2.5, help="OnTheFly's (default 2.5)")
     args = p.parse_args()
     os.makedirs(args.dir, exist_ok=True)
     test = held_out()
     print(f"held-out EMT frames: {len(test)}; their force RMS {np.sqrt(np.mean([np.mean(a.get_forces() ** 2) for a in test])):.3f} eV/Å")
     rows = {}
-    options = {"gap": {}, "bpnn": {"update_epochs": 30}}
+    options = {"gap": {"threshold_factor": args.threshold_factor},
+               "bpnn": {"update_epochs": 30, "threshold_factor": args.threshold_factor}}
     for model in args.models:
         otf, res, t_init = run(model, args.dir, options[model])
         rmse = force_rmse(otf.calculator, test)

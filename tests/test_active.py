@@ -54,11 +54,11 @@ def cu_run(tmp_path_factory):
 
 
 def test_on_the_fly_gap_learns_cu_with_few_reference_calls(cu_run):
-    """From one frame, 1000 steps at 800 K: at most 40 reference calls (18 when this test was written),
-    and a model whose forces on 30 independent EMT MD frames are within 0.06 eV/Å (0.041; the same
+    """From one frame, 1000 steps at 800 K: at most 50 reference calls (28 when this test was written),
+    and a model whose forces on 30 independent EMT MD frames are within 0.06 eV/Å (0.040; the same
     GAP fitted offline to 25 well-spread frames: 0.042)."""
     otf, result, d = cu_run
-    assert 1 <= len(result.calls) <= 40
+    assert 1 <= len(result.calls) <= 50
     assert force_rmse(otf.calculator, emt_md_frames(30, seed=123)) < 0.06
     # every call is on disk and in the log; the errors before the calls fall as the model learns
     import ase.io

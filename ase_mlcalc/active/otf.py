@@ -120,7 +120,8 @@ class OnTheFly:
         call until the loop calls at every step; scaling the std online by the errors of the total
         energy at the calls raised them 4x, as the total-energy std underestimates those errors, with
         the same result.)
-    threshold_factor : see ``threshold`` (default 3)
+    threshold_factor : see ``threshold`` (default 2.5: on 108-atom Cu with EMT, 10 ps with a melt,
+        3 gives 27 calls and a 0.052 eV/Å force RMSE, 2.5 gives 36 and 0.045, 2 gives 60 and 0.041)
     check_every : MD steps between uncertainty checks (each costs about as much as a force call)
     max_new_sparse_per_call : most environments (atoms) a call adds to the GAP's sparse set: those with
         the largest uncertainty above ``sparse_threshold_factor`` times the threshold (at least the
@@ -140,7 +141,7 @@ class OnTheFly:
     frames : the labelled training frames
     """
 
-    def __init__(self, model="gap", reference=None, *, threshold=None, threshold_factor=3.0, check_every=1,
+    def __init__(self, model="gap", reference=None, *, threshold=None, threshold_factor=2.5, check_every=1,
                  max_new_sparse_per_call=10, sparse_threshold_factor=0.5, initial_frames=None,
                  data="otf_data.extxyz", fit_options=None, update_epochs=30, seed=0, progress=True, _replay=None):
         from ..training.settings import check_positive, check_positive_int
