@@ -143,3 +143,15 @@ def test_files_of_ase_mlcalc_0_1_still_load(family):
     np.testing.assert_allclose(a.get_stress(), ref["stress"], rtol=1e-11, atol=1e-14)
     if family == "gap":
         assert a.calc.get_property("energy_uncertainty", a) == pytest.approx(ref["energy_uncertainty"], rel=1e-10)
+
+
+def test_gap_without_variance_stores_no_factors(tmp_path):
+    calc = fit_gap(toy_frames(), cutoff=4.5, n_max=3, l_max=3, n_sparse=10, progress=False, compute_variance=False)
+    assert calc.model.kmm_factor.shape == (0, 0) and calc.model.outputs == {}
+    assert "energy_uncertainty" not in calc.implemented_properties
+    calc.save(tmp_path / "g.pt")
+    loaded = ase_mlcalc.load(tmp_path / "g.pt")
+    a = argon()
+    a.calc, b = calc, a.copy()
+    b.calc = loaded
+    assert a.get_potential_energy() == b.get_potential_energy()

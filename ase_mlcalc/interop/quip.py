@@ -551,7 +551,7 @@ def read_quip_xml(path, label=None):
     SparseGPModel on the CPU, float64: species in the file's SOAP ``species_Z`` order, ``e0`` (eV) of
     those elements (the file's e0 of other elements is dropped and listed in the metadata), one term per
     run of coordinates sharing hyper-parameters, ``alpha`` (eV per kernel unit) in the file's order, no
-    variance factors (``kmm_factor``, ``posterior_factor`` zero: no uncertainty outputs, the file has none).
+    variance factors (none stored, ``variance=False``: no uncertainty outputs, the file has none).
     ``model.metadata``: ``format`` "quip", ``source``, ``label``, ``gap_version`` (int, 0 if absent),
     ``command_line`` (gap_fit's, or None), ``descriptors`` (the coordinates' descriptor strings) and
     ``dropped_e0`` ({symbol: eV}).
@@ -599,7 +599,7 @@ def read_quip_xml(path, label=None):
                        None if parts[0][3] is None else np.concatenate([p[3] for p in parts])))
         terms.append(_term_hyperparameters(group[0], len(pts)))
     try:
-        model = SparseGPModel(species, terms=terms)
+        model = SparseGPModel(species, terms=terms, variance=False)
     except ValueError as err:
         raise UnsupportedQuipFeature(f"{path}: hyper-parameters outside what our GAP implements: {err}") from None
     with torch.no_grad():

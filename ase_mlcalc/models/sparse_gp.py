@@ -383,6 +383,8 @@ class SparseGPModel(AtomisticModel):
         ``kind``: "soap" (:class:`SoapTerm`) or "distance_2b" (:class:`PairTerm`);
         without ``terms``, one SOAP term built from the keyword arguments
         (``cutoff``, ``n_max``, ..., ``n_sparse``)
+    variance : keep the (n_sparse_total, n_sparse_total) variance factors (False: none are stored, and
+        the model has no uncertainty outputs; a 9000-point GAP saves 1.3 GB)
 
     Buffers (set by :func:`ase_mlcalc.training.fit_gap`, stored in model files)
     ---------------------------------------------------------------------------
@@ -400,8 +402,9 @@ class SparseGPModel(AtomisticModel):
     dtypes = (torch.float64,)  # alpha weights are large and cancel: float32 is wrong by ~0.1 eV/atom
     options = {"uncertainty": (False, "compute energies_uncertainty and energy_uncertainty at every call")}
 
-    def __init__(self, species, terms=None, **soap):
+    def __init__(self, species, terms=None, variance=True, **soap):
         super().__init__(species, 1.0)
+        self.variance = bool(variance)
         if terms is None:
             terms = [dict(kind="soap", **soap)]
         elif soap:
@@ -419,8 +422,9 @@ class SparseGPModel(AtomisticModel):
         self.cutoff = max(t.cutoff for t in self.terms)
         M = self.n_sparse
         self.register_buffer("alpha", torch.zeros(M, dtype=torch.float64))
-        self.register_buffer("kmm_factor", torch.zeros(M, M, dtype=torch.float64))
-        self.register_buffer("posterior_factor", torch.zeros(M, M, dtype=torch.float64))
+        Mv = M if self.variance else 0  # a model without variance stores no (M, M) factors
+        self.register_buffer("kmm_factor", torch.zeros(Mv, Mv, dtype=torch.float64))
+        self.register_buffer("posterior_factor", torch.zeros(Mv, Mv, dtype=torch.float64))
         #: multiplies the predicted standard deviations (1 unless calibrated, :func:`ase_mlcalc.active.calibrate`)
         self.register_buffer("uncertainty_scale", torch.ones((), dtype=torch.float64))
 
@@ -446,7 +450,8 @@ class SparseGPModel(AtomisticModel):
         return tuple(self.outputs) if options.get("uncertainty") else ()
 
     def hyperparameters(self):
-        return {"species": list(self.species), "terms": [t.hyperparameters() for t in self.terms]}
+        return {"species": list(self.species), "terms": [t.hyperparameters() for t in self.terms],
+                "variance": self.variance}
 
     @classmethod
     def from_hyperparameters(cls, hp):
@@ -454,7 +459,7 @@ class SparseGPModel(AtomisticModel):
         if "terms" not in hp:  # files of ase_mlcalc 0.1: one SOAP term, flat keywords
             species = hp.pop("species")
             return cls(species, terms=[dict(kind="soap", **hp)])
-        return cls(hp["species"], terms=hp["terms"])
+        return cls(hp["species"], terms=hp["terms"], variance=hp.get("variance", True))
 
     def _kernel(self, graph):
         """(features per term, kernel (n_centers, n_sparse_total)) of the graph's centre atoms."""

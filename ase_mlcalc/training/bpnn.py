@@ -192,7 +192,7 @@ def _new_model(species, model_settings, seed, tr_frames, va_frames, e_train, dev
     # Which reference energies does the data fix (given, or isolated-atom frames)? Those the networks must
     # reproduce exactly, so training then uses the isolated-atom baseline form NN(x) - NN(x^0). Otherwise
     # e0 is a fitted offset: training uses the plain form e0 + NN(x) (the baseline term couples every
-    # atom's gradient to the far-out input x^0, which measurably slows the fit: mlearn Mo 6.6 vs 3.7
+    # atom's gradient to the far-out input x^0, which measurably slows the fit: mlearn Mo test 6.60 vs 3.62
     # meV/atom), and NN(x^0) is folded into e0 afterwards -- the same function, with e0 = the energy
     # of an isolated atom.
     fixed = e0 is not None or (e0_method in ("auto", "isolated")

@@ -261,7 +261,8 @@ def fit_gap(train, test=None, *, species=None, gap=None, terms=None, distance_2b
         pick = np.concatenate(pick)
         chosen_sets.append((X[pick], Z[pick]))
     del cands
-    model = SparseGPModel(species, terms=[dict(t, n_sparse=len(x)) for t, (x, _) in zip(term_kwargs, chosen_sets)])
+    model = SparseGPModel(species, terms=[dict(t, n_sparse=len(x)) for t, (x, _) in zip(term_kwargs, chosen_sets)],
+                          variance=compute_variance)
     for term, (x, z) in zip(model.terms, chosen_sets):
         term.set_sparse(x, z)
     M = model.n_sparse
@@ -329,11 +330,12 @@ def set_weights(model, R, U, e0, compute_variance=True):
     alpha = scipy.linalg.solve_triangular(R[:M, :M], R[:M, M], lower=False)
     with torch.no_grad():
         model.alpha.copy_(torch.as_tensor(alpha))
-        model.kmm_factor.zero_()
-        model.posterior_factor.zero_()
-        if compute_variance:
-            model.kmm_factor.copy_(torch.as_tensor(U))
-            model.posterior_factor.copy_(torch.as_tensor(R[:M, :M]))
+        if model.variance:  # zero without compute_variance: no uncertainty outputs
+            model.kmm_factor.zero_()
+            model.posterior_factor.zero_()
+            if compute_variance:
+                model.kmm_factor.copy_(torch.as_tensor(U))
+                model.posterior_factor.copy_(torch.as_tensor(R[:M, :M]))
         model.e0.copy_(torch.as_tensor(np.asarray(e0, dtype=np.float64)))
 
 
@@ -490,7 +492,8 @@ class GAPUpdater:
         only.terms[0].set_sparse(points, labels)
         offsets = np.cumsum([0] + [t.n_sparse for t in old.terms])
         new_sizes = [t.n_sparse + (len(points) if k == term else 0) for k, t in enumerate(old.terms)]
-        model = SparseGPModel(old.species, terms=[dict(h, n_sparse=n) for h, n in zip(kinds, new_sizes)])
+        model = SparseGPModel(old.species, terms=[dict(h, n_sparse=n) for h, n in zip(kinds, new_sizes)],
+                              variance=old.variance)
         for k, (t_old, t_new) in enumerate(zip(old.terms, model.terms)):
             x = t_old.sparse_points.detach().cpu().numpy()
             z = t_old.sparse_species.cpu().numpy()
