@@ -215,3 +215,10 @@ def test_cli_learn_and_calibrate(tmp_path, monkeypatch, capsys):
     assert float(ase_mlcalc.load("cal.pt").model.uncertainty_scale) != 1.0
     assert main(["learn", "cu.extxyz", "--reference", "nosuchcode", "-o", "x.pt"]) == 2
     assert "nosuchcode" in capsys.readouterr().err
+
+
+def test_min_steps_between_calls(tmp_path):
+    otf = OnTheFly("gap", EMT(), initial_frames=[cu()], threshold=1e-12, min_steps_between_calls=5, seed=0,
+                   data=tmp_path / "m.extxyz", progress=False, fit_options=dict(n_sparse=10))
+    result = otf.run(cu(), "langevin", temperature_K=600, timestep_fs=2, steps=20)
+    assert [c.step for c in result.calls] == [1, 6, 11, 16]

@@ -131,10 +131,8 @@ def calibrate(calc, frames, *, set_scale=False):
             f_err.append(np.linalg.norm(b.get_forces() - a.get_forces(), axis=1) / np.sqrt(3.0))
     report = CalibrationReport([CalibrationSet("energy", "eV", np.array(e_std), np.array(e_err))])
     if f_std:
-        # per atom: the force std is the root of the summed component variances; compare the
-        # component-RMS error sqrt(|dF|^2 / 3) with it over sqrt(3)
-        report.sets.append(CalibrationSet("force per atom", "eV/Å", np.concatenate(f_std) / np.sqrt(3.0),
-                                          np.concatenate(f_err)))
+        # per atom: the committee's component std (RMS over x, y, z) against the component-RMS error
+        report.sets.append(CalibrationSet("force per atom", "eV/Å", np.concatenate(f_std), np.concatenate(f_err)))
     if set_scale:
         import torch
 

@@ -1,7 +1,11 @@
 """On-the-fly learning during ASE molecular dynamics: uncertainty-triggered reference calculations.
 
-After every ``check_every`` MD steps the model's per-atom uncertainty (``energies_uncertainty``,
-eV) is compared with a threshold. Above it, the reference calculator (any ASE calculator: DFT,
+After every ``check_every`` MD steps the model's per-atom uncertainty is compared with a threshold: for a
+GAP the predictive std of each atomic energy (``energies_uncertainty``, eV), for a committee the spread
+of each atom's force (``forces_uncertainty``, eV/Å, as DP-GEN's model deviation; the members' atomic
+energies are not determined one by one -- they split a frame's energy among its atoms differently, and
+disagree by 13-18 meV/atom on Cu frames whose energy they all predict to 1 meV/atom).
+Above it, the reference calculator (any ASE calculator: DFT,
 EMT, ...) labels the current frame; the frame joins the training set, the most uncertain atomic
 environments join the sparse set (a GAP) and the model is updated; MD continues from the same
 positions and velocities with the new model. As FLARE's on-the-fly learning (Vandermause et al.,
@@ -38,7 +42,7 @@ class OnTheFlyError(RuntimeError):
 
 @dataclass
 class Call:
-    """One reference calculation: MD step, largest predicted per-atom std (eV) and the errors of the
+    """One reference calculation: MD step, largest predicted per-atom uncertainty (eV or eV/Å) and the errors of the
     model's prediction before the call against the reference (energy per atom, eV; force RMSE, eV/Å)."""
 
     step: int
@@ -57,6 +61,7 @@ class OnTheFlyResult:
 
     steps: int
     threshold: float
+    unit: str = "meV/atom"  # of the uncertainties (x 1000): meV/atom for a GAP, meV/Å for a committee
     checks: list = field(default_factory=list)
     calls: list = field(default_factory=list)
     time_reference_s: float = 0.0
@@ -69,7 +74,7 @@ class OnTheFlyResult:
 
     def summary(self):
         return (f"{self.steps} MD steps, {len(self.calls)} reference calls (threshold {self.threshold * 1e3:.2f} "
-                f"meV/atom); wall time {self.time_total_s:.1f} s: reference {self.time_reference_s:.1f} s, "
+                f"{self.unit}); wall time {self.time_total_s:.1f} s: reference {self.time_reference_s:.1f} s, "
                 f"model updates {self.time_update_s:.1f} s, MD {self.time_md_s:.1f} s")
 
 
@@ -106,10 +111,9 @@ class OnTheFly:
         Behler-Parrinello networks), or an existing calculator / model file of either family (a GAP
         then needs the labelled frames it was fitted to as ``initial_frames``)
     reference : the ASE calculator that labels frames (any: DFT, EMT, ...)
-    threshold : largest per-atom energy std (eV) tolerated before a reference call; default None:
-        ``threshold_factor`` times the model's own noise level: the GAP's expected energy error per atom
-        (its ``default_sigma[0]``), or for a committee the mean per-atom std of the initial committee on
-        its training frames. Relative is the default because the accuracy asked of the model sets what
+    threshold : largest per-atom uncertainty tolerated before a reference call (GAP: energy std, eV;
+        committee: force spread, eV/Å); default None: ``threshold_factor`` times the model's noise level
+        ``noise_level``. Relative is the default because the accuracy asked of the model sets what
         counts as uncertain: the GP's predictive std of an atomic energy does not fall far below its
         noise level (fcc Cu with EMT at 800 K, default settings: ~2 sigma_E in a seen phase), so a few
         times it marks environments the data do not cover, and a new sigma needs no new threshold.
@@ -120,13 +124,19 @@ class OnTheFly:
         call until the loop calls at every step; scaling the std online by the errors of the total
         energy at the calls raised them 4x, as the total-energy std underestimates those errors, with
         the same result.)
-    threshold_factor : see ``threshold`` (default 2.5: on 108-atom Cu with EMT, 10 ps with a melt,
-        3 gives 27 calls and a 0.052 eV/Å force RMSE, 2.5 gives 36 and 0.045, 2 gives 60 and 0.041)
+    noise_level : the expected error the threshold is relative to: default None, a GAP's energy sigma
+        per atom (its ``default_sigma[0]``, eV), or for a committee 0.05 eV/Å (GAP's default force sigma)
+    threshold_factor : see ``threshold``; default None: 2.5 for a GAP (on 108-atom Cu with EMT, 10 ps
+        with a melt, 3 gives 27 calls and a 0.052 eV/Å force RMSE, 2.5 gives 36 and 0.045, 2 gives 60 and
+        0.041), 4 for a committee (0.2 eV/Å with the default noise level: DP-GEN's usual upper trust
+        levels are 0.15-0.30 eV/Å; at 2.5 a 4-member committee of small networks on Cu stays above it)
     check_every : MD steps between uncertainty checks (each costs about as much as a force call)
     max_new_sparse_per_call : most environments (atoms) a call adds to the GAP's sparse set: those with
         the largest uncertainty above ``sparse_threshold_factor`` times the threshold (at least the
         largest one; FLARE's ``update_threshold``)
     sparse_threshold_factor : see ``max_new_sparse_per_call`` (default 0.5)
+    min_steps_between_calls : MD steps the model takes on its own after a call before the next one
+        can happen (FLARE's ``min_steps_with_model``; default 0)
     initial_frames : starting structures (labelled by the reference when they have no energy)
     data : extxyz file that every labelled frame is appended to (and that :meth:`resume` reads)
     fit_options : settings of the initial fit (:func:`~ase_mlcalc.training.fit_gap` /
@@ -141,8 +151,9 @@ class OnTheFly:
     frames : the labelled training frames
     """
 
-    def __init__(self, model="gap", reference=None, *, threshold=None, threshold_factor=2.5, check_every=1,
-                 max_new_sparse_per_call=10, sparse_threshold_factor=0.5, initial_frames=None,
+    def __init__(self, model="gap", reference=None, *, threshold=None, threshold_factor=None, check_every=1,
+                 max_new_sparse_per_call=10, sparse_threshold_factor=0.5, min_steps_between_calls=0,
+                 noise_level=None, initial_frames=None,
                  data="otf_data.extxyz", fit_options=None, update_epochs=30, seed=0, progress=True, _replay=None):
         from ..training.settings import check_positive, check_positive_int
 
@@ -150,11 +161,16 @@ class OnTheFly:
             raise ValueError("OnTheFly needs a reference calculator (an ASE calculator: DFT, EMT, ...)")
         self.reference = reference
         self.threshold_value = None if threshold is None else check_positive("threshold", threshold)
-        self.threshold_factor = check_positive("threshold_factor", threshold_factor)
+        self.threshold_factor_given = None if threshold_factor is None else check_positive("threshold_factor",
+                                                                                         threshold_factor)
         self.check_every = check_positive_int("check_every", check_every)
         self.max_new_sparse = check_positive_int("max_new_sparse_per_call", max_new_sparse_per_call)
         self.sparse_threshold_factor = check_positive("sparse_threshold_factor", sparse_threshold_factor)
+        from ..training.settings import check_int
+
+        self.min_steps_between_calls = check_int("min_steps_between_calls", min_steps_between_calls, 0)
         self.update_epochs = check_positive_int("update_epochs", update_epochs)
+        self.noise_level = None if noise_level is None else check_positive("noise_level", noise_level)
         self.seed = int(seed)
         self.progress = progress
         self.data = None if data is None else os.fspath(data)
@@ -201,11 +217,15 @@ class OnTheFly:
                                       sparse_jitter=options.get("sparse_jitter", 1e-10))
             self.soap_term = next((k for k, t in enumerate(m.terms) if t.kind == "soap"), None)
             self._set_calculator(self.updater.model)
-            self.noise = float(np.atleast_1d(sigma)[0])
+            self.noise = self.noise_level or float(np.atleast_1d(sigma)[0])
+            self.measure = "energies_uncertainty"
+            self.threshold_factor = self.threshold_factor_given or 2.5
             return "gap", options
         if isinstance(m, CommitteeModel):
             self._set_calculator(m)
-            self.noise = self._noise_level()
+            self.noise = self.noise_level or 0.05
+            self.measure = "forces_uncertainty"
+            self.threshold_factor = self.threshold_factor_given or 4.0
             return "committee", {**BPNN_DEFAULTS, **options}
         raise ValueError(f"on-the-fly learning needs a GAP or a committee model, got a {m.family} model")
 
@@ -216,27 +236,18 @@ class OnTheFly:
         # checking after every step: the force calls compute the uncertainties too (no extra pass)
         self.calculator = calc_cls(model=model, uncertainty=self.check_every == 1)
 
-    def _noise_level(self):
-        """Mean per-atom std (eV) of the current model on its training frames (a committee's noise level)."""
-        sig = []
-        for a in self.frames:
-            b = a.copy()
-            b.calc = self.calculator
-            sig.append(self.calculator.get_property("energies_uncertainty", b))
-        return float(np.mean(np.concatenate(sig)))
-
     @property
     def threshold(self):
-        """The per-atom energy std (eV) above which the reference is called."""
+        """The per-atom uncertainty above which the reference is called (eV for a GAP, eV/Å for a committee)."""
         return self.threshold_value if self.threshold_value is not None else self.threshold_factor * self.noise
 
     def uncertainties(self, atoms):
-        """Per-atom energy std (n_atoms,) eV of the current model for ``atoms`` (its calculator's if
-        that is the current model: then the last force call's values are reused)."""
+        """Per-atom uncertainty (n_atoms,) of the current model for ``atoms``: a GAP's energy std (eV), a
+        committee's force spread (eV/Å) (from the last force call where that was of the current model)."""
         if atoms.calc is not self.calculator:
             atoms = atoms.copy()
             atoms.calc = self.calculator
-        return np.asarray(self.calculator.get_property("energies_uncertainty", atoms))
+        return np.asarray(self.calculator.get_property(self.measure, atoms))
 
     def update(self, frame, sparse_atoms=()):
         """Add a labelled frame (and, for a GAP, the environments of ``sparse_atoms`` as sparse points)
@@ -310,10 +321,12 @@ class OnTheFly:
         seed = self.seed if seed is None else seed
         dyn = make_dynamics(atoms, self.calculator, dynamics, temperature_K, timestep_fs,
                             friction_per_fs=friction_per_fs, seed=seed)
-        result = OnTheFlyResult(steps=int(steps), threshold=self.threshold)
+        unit = "meV/atom" if self.measure == "energies_uncertainty" else "meV/Å"
+        result = OnTheFlyResult(steps=int(steps), threshold=self.threshold, unit=unit)
         logfh = open(log, "a") if log else None
         t_start = time.perf_counter()
         bar = tqdm(total=int(steps), disable=not self.progress, desc="on-the-fly MD", unit="step")
+        last_call = [-10 ** 9]
 
         def check():
             step = start_step + dyn.nsteps
@@ -323,8 +336,9 @@ class OnTheFly:
             sigma = self.uncertainties(atoms)
             result.checks.append((step, float(sigma.max())))
             threshold = self.threshold
-            if sigma.max() <= threshold:
+            if sigma.max() <= threshold or step - last_call[0] < self.min_steps_between_calls:
                 return
+            last_call[0] = step
             predicted = (atoms.get_potential_energy(), atoms.get_forces().copy())
             sigma_total = self.calculator.get_property("energy_uncertainty", atoms)
             t0 = time.perf_counter()
@@ -351,7 +365,7 @@ class OnTheFly:
             result.time_reference_s += t1 - t0
             result.time_update_s += t2 - t1
             if logfh:
-                logfh.write(f"step {step:8d}  max std {call.max_uncertainty * 1e3:9.3f} meV/atom  threshold "
+                logfh.write(f"step {step:8d}  max uncertainty {call.max_uncertainty * 1e3:9.3f} {unit}  threshold "
                             f"{threshold * 1e3:8.3f}  dE {call.energy_error * 1e3:+9.3f} meV/atom  F RMSE "
                             f"{call.force_rmse:.4f} eV/Å  +{n_new} sparse  frames {len(self.frames)}  "
                             f"reference {call.time_reference_s:.2f} s  update {call.time_update_s:.2f} s\n")
@@ -401,7 +415,7 @@ def plot_on_the_fly(result, path, title=None):
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
     if result.checks:
         steps, sig = np.array(result.checks).T
-        ax1.semilogy(steps, sig * 1e3, lw=0.8, label="largest per-atom std")
+        ax1.semilogy(steps, sig * 1e3, lw=0.8, label="largest per-atom uncertainty")
     ax1.axhline(result.threshold * 1e3, color="k", ls="--", lw=0.8, label="threshold")
     if result.calls:
         cs = np.array([c.step for c in result.calls])
@@ -409,7 +423,7 @@ def plot_on_the_fly(result, path, title=None):
         ax2.plot(cs, [abs(c.energy_error) * 1e3 for c in result.calls], "o", label="|energy error| (meV/atom)")
         ax2.plot(cs, [c.force_rmse * 1e3 for c in result.calls], "s", label="force RMSE (meV/Å)")
         ax2.set_yscale("log")
-    ax1.set_ylabel("std (meV/atom)")
+    ax1.set_ylabel(f"uncertainty ({result.unit})")
     ax1.legend(fontsize=8)
     ax2.set_xlabel("MD step")
     ax2.set_ylabel("error before the call")

@@ -42,7 +42,7 @@ def add_learn(sub):
     p.add_argument("--timestep", type=float, default=1.0, help="fs (default 1)")
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--threshold", type=float, help="eV/atom (default: --threshold-factor x the noise level)")
-    p.add_argument("--threshold-factor", type=float, default=2.5)
+    p.add_argument("--threshold-factor", type=float, help="default 2.5 (GAP), 4 (committee)")
     p.add_argument("--check-every", type=int, default=1)
     p.add_argument("--max-new-sparse", type=int, default=10, help="sparse points a call may add (GAP)")
     p.add_argument("--data", default=None, help="extxyz file of the labelled frames (default STRUCTURE_otf.extxyz)")

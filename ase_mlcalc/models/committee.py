@@ -5,7 +5,8 @@ Committee (query-by-committee) uncertainty as in ANI's active learning (Smith et
 prediction is the mean of the K members, the uncertainty their sample standard deviation (ddof=1):
 
     E = mean_k E_k,  energies_uncertainty_i = std_k eps_i^(k),  energy_uncertainty = std_k E_k,
-    forces_uncertainty_i = sqrt(sum_c var_k F_ic^(k))  (eV/Å, per atom),
+    forces_uncertainty_i = sqrt(mean_c var_k F_ic^(k))  (eV/Å, per atom and component, comparable
+                                                         to a force-component RMSE),
 
 each multiplied by ``uncertainty_scale`` (1 unless calibrated on held-out data,
 :func:`ase_mlcalc.active.calibrate`). The result names are the GAP's where the meaning is the same.
@@ -33,7 +34,7 @@ class CommitteeModel(AtomisticModel):
 
     outputs = {"energies_uncertainty": "(n_atoms,) eV, committee std of each atomic energy",
                "energy_uncertainty": "float, eV, committee std of the total energy",
-               "forces_uncertainty": "(n_atoms,) eV/Å, committee spread of each atom's force"}
+               "forces_uncertainty": "(n_atoms,) eV/Å, committee std of each atom's force components (RMS over x, y, z)"}
     options = {"uncertainty": (False, "compute the committee uncertainties at every call")}
 
     def __init__(self, members):
@@ -87,7 +88,7 @@ class CommitteeModel(AtomisticModel):
                 f, _, _ = forces_and_virial(graph, eps[k].sum(), create_graph=False, retain_graph=True)
                 forces.append(f.detach())
             forces = torch.stack(forces)
-            extra["forces_uncertainty"] = (forces.var(0).sum(1).sqrt() * scale).cpu().double().numpy()
+            extra["forces_uncertainty"] = (forces.var(0).mean(1).sqrt() * scale).cpu().double().numpy()
         return mean, extra
 
 
