@@ -369,16 +369,3 @@ class ACSF(Descriptor):
                      self.angular_eta, self.zeta, self.lambda_, self.pair_index, len(self.species),
                      mode, grad_q, q, jac, out)
         return q, jac, out
-
-    def values(self, edge_vectors, centers, neighbors, species_index, n_atoms):
-        """(n_atoms, n_features) float64."""
-        return self._run(edge_vectors, centers, neighbors, species_index, n_atoms, 0)[0]
-
-    def values_and_jacobian(self, edge_vectors, centers, neighbors, species_index, n_atoms):
-        """``(q (N, F), jac (E, F, 3))``, ``jac[e] = d q[centers[e]] / d edge_vectors[e]`` (Å^-1)."""
-        q, jac, _ = self._run(edge_vectors, centers, neighbors, species_index, n_atoms, 1)
-        return q, jac
-
-    def vjp(self, edge_vectors, centers, neighbors, species_index, n_atoms, grad_q):
-        """(E, 3): ``sum_f grad_q[centers[e], f] jac[e, f, :]`` without storing the Jacobian."""
-        return self._run(edge_vectors, centers, neighbors, species_index, n_atoms, 2, grad_q)[2]

@@ -102,14 +102,24 @@ class Descriptor:
         D, i, j, sidx = self.edges(atoms)
         return self.values(D, i, j, sidx, len(atoms))
 
-    def values(self, edge_vectors, centers, neighbors, species_index, n_atoms):  # pragma: no cover
+    def _run(self, edge_vectors, centers, neighbors, species_index, n_atoms, mode, grad_q=None):  # pragma: no cover
+        """One kernel call in ``mode`` 0, 1 or 2 (see :meth:`_outputs`): ``(q, jac, vjp)``. A descriptor
+        whose kernel has one entry point for the three modes implements this; one with three kernels
+        (SOAP) overrides the three methods below instead."""
         raise NotImplementedError
 
-    def values_and_jacobian(self, edge_vectors, centers, neighbors, species_index, n_atoms):  # pragma: no cover
-        raise NotImplementedError
+    def values(self, edge_vectors, centers, neighbors, species_index, n_atoms):
+        """(n_atoms, n_features) float64 descriptors."""
+        return self._run(edge_vectors, centers, neighbors, species_index, n_atoms, 0)[0]
 
-    def vjp(self, edge_vectors, centers, neighbors, species_index, n_atoms, grad_q):  # pragma: no cover
-        raise NotImplementedError
+    def values_and_jacobian(self, edge_vectors, centers, neighbors, species_index, n_atoms):
+        """``(q (N, F), jac (E, F, 3))``, ``jac[e] = d q[centers[e]] / d edge_vectors[e]`` (Å^-1)."""
+        q, jac, _ = self._run(edge_vectors, centers, neighbors, species_index, n_atoms, 1)
+        return q, jac
+
+    def vjp(self, edge_vectors, centers, neighbors, species_index, n_atoms, grad_q):
+        """(E, 3): ``sum_f grad_q[centers[e], f] jac[e, f, :]`` without storing the Jacobian."""
+        return self._run(edge_vectors, centers, neighbors, species_index, n_atoms, 2, grad_q)[2]
 
     def torch(self, graph, jacobian=False):
         """Descriptors of a graph's atoms as a differentiable torch tensor (N, F).

@@ -420,6 +420,8 @@ class N2P2SymmetryFunctions(Descriptor):
     # -- kernels --------------------------------------------------------------------------------
 
     def _run(self, edge_vectors, centers, neighbors, species_index, n_atoms, mode, grad_q=None):
+        """The kernel call (see :meth:`Descriptor._run`); in ``q`` (N, F), columns >= F_s of an atom of
+        species s are 0."""
         n_atoms = int(n_atoms)
         D, neighbors, sidx, offsets = self._kernel_inputs(edge_vectors, centers, neighbors, species_index, n_atoms)
         q, jac, out, grad_q = self._outputs(n_atoms, len(D), mode, grad_q)
@@ -429,16 +431,3 @@ class N2P2SymmetryFunctions(Descriptor):
                    self._ang_off, A["e1"], A["e2"], A["eta"], A["rs"], A["rci"], A["lam"], A["zeta"], A["zint"],
                    A["wide"], A["col"], A["pnorm"], self._ang_rmax, mode, grad_q, q, jac, out)
         return q, jac, out
-
-    def values(self, edge_vectors, centers, neighbors, species_index, n_atoms):
-        """(n_atoms, n_features) float64 (columns >= F_s of an atom of species s are 0)."""
-        return self._run(edge_vectors, centers, neighbors, species_index, n_atoms, 0)[0]
-
-    def values_and_jacobian(self, edge_vectors, centers, neighbors, species_index, n_atoms):
-        """``(q (N, F), jac (E, F, 3))``, ``jac[e] = d q[centers[e]] / d edge_vectors[e]`` (Å^-1)."""
-        q, jac, _ = self._run(edge_vectors, centers, neighbors, species_index, n_atoms, 1)
-        return q, jac
-
-    def vjp(self, edge_vectors, centers, neighbors, species_index, n_atoms, grad_q):
-        """(E, 3): ``sum_f grad_q[centers[e], f] jac[e, f, :]`` without storing the Jacobian."""
-        return self._run(edge_vectors, centers, neighbors, species_index, n_atoms, 2, grad_q)[2]
