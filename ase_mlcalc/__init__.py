@@ -8,6 +8,7 @@ with ``calc.save(path)`` and :func:`load` returns a ready calculator for any
 saved model.
 """
 
+from . import _openmp  # noqa: F401  (first: before torch and numba start OpenMP)
 from .calculator import MLCalculator
 from .errors import InvalidStructureError, ModelFileError, TrainingDataError, UnknownElementError
 from .io import load, load_model, save_model

@@ -155,3 +155,17 @@ def test_gap_without_variance_stores_no_factors(tmp_path):
     a.calc, b = calc, a.copy()
     b.calc = loaded
     assert a.get_potential_energy() == b.get_potential_energy()
+
+
+def test_import_sets_a_passive_openmp_wait_policy_unless_one_is_given():
+    """Spinning OpenMP threads of torch and numba cost 13x on a loaded machine (ase_mlcalc/_openmp.py)."""
+    import subprocess
+    import sys
+
+    code = "import os, ase_mlcalc, torch; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "PASSIVE"
+    out = subprocess.run([sys.executable, "-c", code], env=dict(env, OMP_WAIT_POLICY="ACTIVE"),
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "ACTIVE"
