@@ -301,6 +301,15 @@ class ACSF(Descriptor):
         ACSF with ``n_species * n_radial + n_pairs * n_angular_eta * len(zeta) * len(lambda_)`` features
         (40 for one element with the defaults).
 
+        Several elements: radial functions per neighbour element, angular ones per unordered pair of
+        neighbour elements (n_pairs = S (S + 1) / 2), the element resolution of Behler's G2/G4 in
+        n2p2 and RuNNer. With the defaults that is 40, 104, 192 and 304 features for 1, 2, 3 and 4
+        elements: the same order as TorchANI's ANI-1x AEV for H, C, N, O (16 radial shifts per element
+        and 4 radial x 8 angular sections per element pair: 384 features; Smith et al., Chem. Sci. 8,
+        3192 (2017)). n2p2 and RuNNer have no default: their users list functions by hand, typically
+        6-12 radial per element and a few angular per element pair. For 5 or more elements lower
+        ``n_angular_eta`` (or give ``zeta=(1.0, 4.0)``): the angular block grows as S^2.
+
         Raises
         ------
         ValueError for a non-positive cutoff, ``n_radial < 1`` or ``r_min`` outside [0, cutoff).
