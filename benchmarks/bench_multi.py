@@ -68,8 +68,8 @@ BPNN_RECIPES = {
     # ACSF defaults (16 radial per element, angular per element pair), cutoff 5 Å, 64x64 tanh
     "acac": dict(epochs=2000, lbfgs_steps=1000, patience=150),  # the package defaults (~0.2 s per epoch)
     # InP: ~67k training atoms (a pilot: descriptor cache + 3 epochs + 20 L-BFGS iterations in 140 s, 11.4 GB);
-    # epochs cut so that the fit stays within ~40 min on one core
-    "inp": dict(epochs=150, lbfgs_steps=150, patience=50, lr_patience=15),
+    # ~4.4 s per Adam epoch on one core: epochs cut so that the fit stays within ~40 min
+    "inp": dict(epochs=300, lbfgs_steps=300, patience=60, lr_patience=15),
 }
 LJ_RECIPE = dict(cutoff=5.0, energy_sigma=0.01, force_sigma=0.1)
 
@@ -444,10 +444,12 @@ def md_spec(dataset, model, meta):
     if dataset == "acac":
         return {"kind": "md", "model": model, "structure": "acac", "source": m["paths"]["test"],
                 "temperature_K": 300.0, "nvt_ps": 20.0, "nvt_dt_fs": 0.5, "nve_ps": 2.0, "nve_dt_fs": 0.5,
-                "interval": 20, "min_allowed": 0.6 * m["min_distance"], "train_min_distance": m["min_distance"]}
+                "interval": 20, "min_allowed": 0.6 * m["min_distance"], "train_min_distance": m["min_distance"],
+                "train": m["paths"]["train"]}
     return {"kind": "md", "model": model, "structure": "inp", "temperature_K": 600.0, "nvt_ps": 10.0,
             "nvt_dt_fs": 2.0, "nve_ps": 2.0, "nve_dt_fs": 2.0, "interval": 10,
-            "min_allowed": 0.6 * m["min_distance"], "train_min_distance": m["min_distance"]}
+            "min_allowed": 0.6 * m["min_distance"], "train_min_distance": m["min_distance"],
+            "train": m["paths"]["train"]}
 
 
 # --------------------------------------------------------------------------- child jobs
@@ -562,6 +564,13 @@ def job_md(spec):
 
     out = {"n_atoms": n, "model": spec["model"], "min_allowed": spec["min_allowed"],
            "train_min_distance": spec["train_min_distance"]}
+    if spec.get("train"):  # DFT energies per atom of the training frames with the MD cell's composition
+        comp = np.bincount(atoms.numbers) / n
+        e_ref = [a.get_potential_energy() / len(a) for a in read(spec["train"])
+                 if len(np.bincount(a.numbers)) == len(comp) and np.allclose(np.bincount(a.numbers) / len(a), comp)]
+        if e_ref:
+            out.update(train_epot_min=float(np.min(e_ref)), train_epot_mean=float(np.mean(e_ref)),
+                       train_same_composition_frames=len(e_ref))
     for phase, ensemble, ps, dt in (("nvt", "langevin", spec["nvt_ps"], spec["nvt_dt_fs"]),
                                     ("nve", "nve", spec["nve_ps"], spec["nve_dt_fs"])):
         dyn = make_dynamics(atoms, calc, ensemble, temperature_K=spec["temperature_K"], timestep_fs=dt, seed=1,
@@ -589,7 +598,8 @@ def job_md(spec):
         res = {"steps": steps, "timestep_fs": dt, "ps": ps, "wall_s": wall, "ms_per_step": 1e3 * wall / max(steps, 1),
                "completed": ok, "n_samples": len(a), "min_distance": float(a[:, 4].min()),
                "stable": bool(ok and a[:, 4].min() > spec["min_allowed"]),
-               "T_mean_second_half": float(a[len(a) // 2:, 3].mean()), "T_std": float(a[len(a) // 2:, 3].std())}
+               "T_mean_second_half": float(a[len(a) // 2:, 3].mean()), "T_std": float(a[len(a) // 2:, 3].std()),
+               "epot_mean_second_half": float(a[len(a) // 2:, 1].mean() / n), "epot_min": float(a[:, 1].min() / n)}
         bad = np.flatnonzero(a[:, 4] <= spec["min_allowed"])
         res["first_too_close_fs"] = float(a[bad[0], 0]) if len(bad) else None
         if phase == "nve":
@@ -721,11 +731,14 @@ def report(out):
                      "yes" if nvt["stable"] and nve.get("stable", False) else "NO",
                      f"{nve.get('ps', 0):g} ps / {nve.get('timestep_fs', 0):g} fs",
                      fmt(nve.get("drift_meV_atom_ps"), 4), fmt(nve.get("fluctuation_meV_atom"), 3),
+                     fmt(nvt.get("epot_mean_second_half"), 3), fmt(nvt.get("epot_min"), 3),
+                     f"{fmt(v.get('train_epot_min'), 3)} / {fmt(v.get('train_epot_mean'), 3)}",
                      fmt(nvt["ms_per_step"], 1)])
     if rows:
         lines.append("MD:")
         table(["run", "model", "atoms", "NVT", "T mean (K)", "min distance (Å)", "stable", "NVE",
-               "drift (meV/atom/ps)", "p-p (meV/atom)", "ms/step"], rows)
+               "drift (meV/atom/ps)", "p-p (meV/atom)", "NVT Epot mean (eV/atom)", "NVT Epot min",
+               "DFT training min / mean", "ms/step"], rows)
     print("\n".join(lines))
 
 
