@@ -413,7 +413,8 @@ def test_zbl_switch_is_smooth_and_vanishes_at_r_outer():
             plus, minus = atoms.copy(), atoms.copy()
             plus.positions[1, k] += h
             minus.positions[1, k] -= h
-            fd = -(_repulsion_energy_forces(rep, plus)[0].sum() - _repulsion_energy_forces(rep, minus)[0].sum()) / (2 * h)
+            e_plus, e_minus = (_repulsion_energy_forces(rep, b)[0].sum() for b in (plus, minus))
+            fd = -(e_plus - e_minus) / (2 * h)
             assert forces[1, k] == pytest.approx(fd, rel=1e-6, abs=1e-8)
     assert _repulsion_energy_forces(rep, _dimer(6, 6, 1.2 / np.linalg.norm([1, 0.1, -0.2]) * 1.0001))[0].sum() == 0
     assert _repulsion_energy_forces(rep, _dimer(6, 6, 1.2 / np.linalg.norm([1, 0.1, -0.2]) * 0.9999))[0].sum() > 0
