@@ -24,8 +24,8 @@ Forces and stress come from one autograd pass through the descriptor
 Training (:func:`ase_mlcalc.training.fit_bpnn`) fits energies and forces.
 
 With ``core_repulsion="zbl"`` (what ``fit_bpnn`` builds) each atom's energy also holds half of a
-switched ZBL nuclear repulsion with every neighbour closer than the shortest distance of their species
-pair in the training data (:mod:`ase_mlcalc.models.repulsion`): zero on the data, a wall below it.
+switched ZBL nuclear repulsion with every neighbour closer than 0.8 times the shortest distance of their
+species pair in the training data (:mod:`ase_mlcalc.models.repulsion`): zero on the data, a wall below it.
 
 Accuracy with the defaults (``fit_bpnn(train, test)``: 40 ACSF features,
 rc = 5 Å, [64, 64] tanh networks, Adam then 1000 full-batch L-BFGS
@@ -263,7 +263,7 @@ class BPNNModel(AtomisticModel):
         (False for imported n2p2 potentials, which have no such baseline)
     core_repulsion : None (default) or "zbl": add a ZBL nuclear repulsion below per-species-pair
         distances (:class:`~ase_mlcalc.models.repulsion.CoreRepulsion`; :func:`~ase_mlcalc.training.fit_bpnn`
-        sets them to the shortest distances of its training frames, where the term is exactly zero)
+        sets them to 0.8 times the shortest distances of its training frames: zero on those frames)
     descriptor : None (ACSF from ``acsf`` / ``acsf_defaults``), an
         :class:`~ase_mlcalc.descriptors.N2P2SymmetryFunctions` (or an ACSF), or its dict
         ``{"type": "n2p2", "functions": [...], "cutoff_type": int, "cutoff_alpha": float}``

@@ -280,10 +280,10 @@ def fit_bpnn(train, test=None, *, species=None, cutoff=5.0, acsf=None, n_radial=
     acsf : dict of ACSF parameters (see :class:`BPNNModel`), or None for
         :meth:`ACSF.default` with ``n_radial``, ``r_min``, ``n_angular_eta``, ``zeta``, ``lambda_``
     hidden, activation, feature_transform : network shape and input transform (see :class:`BPNNModel`)
-    core_repulsion : "zbl" (default) or None: a ZBL nuclear repulsion below the shortest distance of each
-        species pair in the training and validation frames (capped at the sum of the covalent radii), where
-        the networks have no data (:mod:`ase_mlcalc.models.repulsion`); exactly zero on every training
-        frame. Without it a network can let atoms collapse in MD (acetylacetone, 300 K: two carbon atoms
+    core_repulsion : "zbl" (default) or None: a ZBL nuclear repulsion below 0.8 times the shortest distance
+        of each species pair in the training and validation frames (capped at 0.8 times the sum of the
+        covalent radii), where the networks have no data (:mod:`ase_mlcalc.models.repulsion`); exactly
+        zero on every training frame. Without it a network can let atoms collapse in MD (acetylacetone, 300 K: two carbon atoms
         at 0.09 Å within 6 ps). A warm start keeps the initial model's term and lowers its radii to what
         new frames come closer than
     isolated_atom_e0 : the returned model gives an isolated atom exactly its e0 (default True; see
@@ -407,7 +407,7 @@ def fit_bpnn(train, test=None, *, species=None, cutoff=5.0, acsf=None, n_radial=
     model.to(device)
     if model.core_repulsion is not None:  # zero on every frame the fit sees
         d = shortest_pair_distances(tr.graphs + (va.graphs if va is not None else []), len(species))
-        model.core_repulsion.set_radii(np.fmin(d, model.core_repulsion.r_outer.cpu().numpy()))
+        model.core_repulsion.fit_to_distances(d)
 
     params = [p for p in model.parameters()]
     loss_weights = (energy_weight, force_weight, virial_weight)
