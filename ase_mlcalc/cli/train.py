@@ -84,6 +84,8 @@ def _bpnn_options(p):
     p.add_argument("--activation", default="tanh", choices=sorted(ACTIVATIONS))
     p.add_argument("--feature-transform", default="none", choices=FEATURE_TRANSFORMS,
                    help="'log': networks see log(ACSF + 1e-4) (default none)")
+    p.add_argument("--core-repulsion", default="zbl", choices=("zbl", "none"),
+                   help="ZBL repulsion below the data's shortest distances (default zbl)")
     p.add_argument("--lr-schedule", default="plateau", choices=("plateau", "cosine"))
     p.add_argument("--lbfgs-steps", type=int, default=LBFGS_STEPS,
                    help=f"full-batch L-BFGS iterations after Adam (default {LBFGS_STEPS}; 0: Adam only)")
@@ -138,6 +140,8 @@ def fit_kwargs(args):
     kw["progress"] = args.progress
     if kw.get("e0") is not None:
         kw["e0"] = _e0_value(kw["e0"])
+    if kw.get("core_repulsion") == "none":
+        kw["core_repulsion"] = None
     for key in ("zeta", "hidden"):
         if isinstance(kw.get(key), list):
             kw[key] = tuple(kw[key])

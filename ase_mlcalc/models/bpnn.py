@@ -23,6 +23,10 @@ Forces and stress come from one autograd pass through the descriptor
 (numba vector-Jacobian product) in :class:`~ase_mlcalc.MLCalculator`.
 Training (:func:`ase_mlcalc.training.fit_bpnn`) fits energies and forces.
 
+With ``core_repulsion="zbl"`` (what ``fit_bpnn`` builds) each atom's energy also holds half of a
+switched ZBL nuclear repulsion with every neighbour closer than 0.8 times the shortest distance of their
+species pair in the training data (:mod:`ase_mlcalc.models.repulsion`): zero on the data, a wall below it.
+
 Accuracy with the defaults (``fit_bpnn(train, test)``: 40 ACSF features,
 rc = 5 Å, [64, 64] tanh networks, Adam then 1000 full-batch L-BFGS
 iterations, seed 0, one CPU thread; mlearn data of Zuo et al., J. Phys. Chem.
@@ -52,6 +56,7 @@ from ..descriptors.acsf import ACSF
 from ..descriptors.n2p2 import N2P2SymmetryFunctions
 from ..species import as_atomic_numbers
 from .base import AtomisticModel, register_family
+from .repulsion import CoreRepulsion
 
 FEATURE_TRANSFORMS = ("none", "log")
 LOG_FEATURE_OFFSET = 1e-4
@@ -256,6 +261,9 @@ class BPNNModel(AtomisticModel):
     isolated_atom_e0 : bool (default True): subtract each network's output for
         an atom without neighbours, so an isolated atom's energy is its e0
         (False for imported n2p2 potentials, which have no such baseline)
+    core_repulsion : None (default) or "zbl": add a ZBL nuclear repulsion below per-species-pair
+        distances (:class:`~ase_mlcalc.models.repulsion.CoreRepulsion`; :func:`~ase_mlcalc.training.fit_bpnn`
+        sets them to 0.8 times the shortest distances of its training frames: zero on those frames)
     descriptor : None (ACSF from ``acsf`` / ``acsf_defaults``), an
         :class:`~ase_mlcalc.descriptors.N2P2SymmetryFunctions` (or an ACSF), or its dict
         ``{"type": "n2p2", "functions": [...], "cutoff_type": int, "cutoff_alpha": float}``
@@ -281,7 +289,7 @@ class BPNNModel(AtomisticModel):
     """
 
     def __init__(self, species, cutoff=None, acsf=None, hidden=(64, 64), activation="tanh", acsf_defaults=None,
-                 feature_transform="none", isolated_atom_e0=True, descriptor=None):
+                 feature_transform="none", isolated_atom_e0=True, descriptor=None, core_repulsion=None):
         n2p2_desc = None
         if descriptor is not None:
             if acsf is not None or acsf_defaults is not None:
@@ -318,6 +326,9 @@ class BPNNModel(AtomisticModel):
         self.register_buffer("feature_std", torch.ones(S, F, dtype=torch.float64))
         self.register_buffer("energy_scale", torch.ones((), dtype=torch.float64))
         self.nets = torch.nn.ModuleList([_mlp(F, w, a) for w, a in zip(widths, acts)])
+        if core_repulsion not in (None, "zbl"):
+            raise ValueError(f"unknown core_repulsion {core_repulsion!r}; choose None or 'zbl'")
+        self.core_repulsion = None if core_repulsion is None else CoreRepulsion(self.species)
         # True: materialise the descriptor Jacobian so that forces can be differentiated (training).
         self.descriptor_jacobian = False
 
@@ -349,6 +360,8 @@ class BPNNModel(AtomisticModel):
             hp["descriptor"] = {"type": "n2p2", **params}
         hp.update({"hidden": self.hidden, "activation": self.activation,
                    "feature_transform": self.feature_transform, "isolated_atom_e0": self.isolated_atom_e0})
+        if self.core_repulsion is not None:  # its radii travel in the state dict
+            hp["core_repulsion"] = self.core_repulsion.kind
         return hp
 
     def transform(self, q):
@@ -382,7 +395,10 @@ class BPNNModel(AtomisticModel):
 
     def atomic_energies(self, graph):
         q = self.descriptor.torch(graph, jacobian=self.descriptor_jacobian)
-        return self.readout(q.to(self.energy_scale.dtype), graph.center_species)
+        eps = self.readout(q.to(self.energy_scale.dtype), graph.center_species)
+        if self.core_repulsion is not None:
+            eps = eps + self.core_repulsion.atomic_energies(graph).to(eps.dtype)
+        return eps
 
     def set_statistics(self, descriptors, species_index, e0, energy_scale):
         """Set the standardisation buffers from training descriptors (N, F) and species indices (N,)."""

@@ -19,6 +19,7 @@ from ..calculator import resolve_device
 from ..descriptors.autograd import from_jacobian
 from ..graph import batch_graphs, forces_and_virial
 from ..models.bpnn import BPNN, BPNNModel
+from ..models.repulsion import shortest_pair_distances
 from ..species import as_atomic_numbers, species_of
 from .data import (E0_METHODS, composition_matrix, fit_e0, frame_graphs, isolated_atom_energies, load_frames,
                    read_frames, reference_energies, reference_values)
@@ -241,7 +242,8 @@ def fit_bpnn(train, test=None, *, species=None, cutoff=5.0, acsf=None, n_radial=
                e0_method="auto", epochs=2000, batch_size=16, lr=2e-3,
                lr_factor=0.5, lr_patience=50, min_lr=1e-5, weight_decay=0.0, validation_fraction=0.1,
                patience=150, lr_schedule="plateau", lbfgs_steps=LBFGS_STEPS, lbfgs_history=50, lbfgs_patience=400,
-               frame_weights=None, feature_transform="none", isolated_atom_e0=True, committee=None,
+               frame_weights=None, feature_transform="none", isolated_atom_e0=True, core_repulsion="zbl",
+               committee=None,
                committee_data="shuffle", initial_model=None, seed=0, checkpoint=None, resume=False,
                checkpoint_every=10, progress=True, device="cpu", cache_descriptors=True, verbose=False):
     """Train a Behler-Parrinello network on energies and forces; returns a :class:`BPNN` calculator.
@@ -278,6 +280,12 @@ def fit_bpnn(train, test=None, *, species=None, cutoff=5.0, acsf=None, n_radial=
     acsf : dict of ACSF parameters (see :class:`BPNNModel`), or None for
         :meth:`ACSF.default` with ``n_radial``, ``r_min``, ``n_angular_eta``, ``zeta``, ``lambda_``
     hidden, activation, feature_transform : network shape and input transform (see :class:`BPNNModel`)
+    core_repulsion : "zbl" (default) or None: a ZBL nuclear repulsion below 0.8 times the shortest distance
+        of each species pair in the training and validation frames (capped at 0.8 times the sum of the
+        covalent radii), where the networks have no data (:mod:`ase_mlcalc.models.repulsion`); exactly
+        zero on every training frame. Without it a network can let atoms collapse in MD (acetylacetone, 300 K: two carbon atoms
+        at 0.09 Å within 6 ps). A warm start keeps the initial model's term and lowers its radii to what
+        new frames come closer than
     isolated_atom_e0 : the returned model gives an isolated atom exactly its e0 (default True; see
         :class:`~ase_mlcalc.models.bpnn.BPNNModel`); e0 is then the data's isolated-atom energy where
         the data fix it (``e0`` given, or isolated-atom frames), else the trained networks' value
@@ -360,7 +368,7 @@ def fit_bpnn(train, test=None, *, species=None, cutoff=5.0, acsf=None, n_radial=
         raise ValueError(f"lr_factor must lie in (0, 1), got {lr_factor!r}")
     check_choice("lr_schedule", lr_schedule, ("plateau", "cosine"))
     model_settings = dict(cutoff=cutoff, acsf=acsf, hidden=hidden, activation=activation,
-                          feature_transform=feature_transform,
+                          feature_transform=feature_transform, core_repulsion=core_repulsion,
                           acsf_defaults=dict(n_radial=n_radial, r_min=r_min, n_angular_eta=n_angular_eta,
                                              zeta=zeta, lambda_=lambda_))
     BPNNModel([1], **model_settings)  # validates the model settings before any work
@@ -397,6 +405,9 @@ def fit_bpnn(train, test=None, *, species=None, cutoff=5.0, acsf=None, n_radial=
         model, tr, va = _new_model(species, model_settings, seed, tr_frames, va_frames, ref["energy"][train_idx],
                                    device, cache_descriptors, e0, e0_method, isolated_atom_e0)
     model.to(device)
+    if model.core_repulsion is not None:  # zero on every frame the fit sees
+        d = shortest_pair_distances(tr.graphs + (va.graphs if va is not None else []), len(species))
+        model.core_repulsion.fit_to_distances(d)
 
     params = [p for p in model.parameters()]
     loss_weights = (energy_weight, force_weight, virial_weight)
