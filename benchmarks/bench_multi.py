@@ -679,6 +679,18 @@ def without_groups(groups, atoms_per_group, leave_out):
     return float(np.sqrt(se / n)), float(np.sqrt(sf / nf))
 
 
+#: eV/atom: an MD whose potential energy falls further below the lowest DFT energy of training frames of its
+#: composition has left the data for a hole of the model (thermal fluctuations of Epot are ~10 meV/atom here)
+EPOT_TOLERANCE = 0.05
+
+
+def epot_check(v):
+    if v.get("train_epot_min") is None or v["nvt"].get("epot_min") is None:
+        return "–"
+    below = v["train_epot_min"] - v["nvt"]["epot_min"]
+    return "yes" if below <= EPOT_TOLERANCE else f"NO ({1e3 * below:.0f} meV/atom below)"
+
+
 def report(out):
     res = Results(out).data
     meta = json.load(open(os.path.join(out, "data", "meta.json")))
@@ -771,12 +783,12 @@ def report(out):
                      fmt(nve.get("drift_meV_atom_ps"), 4), fmt(nve.get("fluctuation_meV_atom"), 3),
                      fmt(nvt.get("epot_mean_second_half"), 3), fmt(nvt.get("epot_min"), 3),
                      f"{fmt(v.get('train_epot_min'), 3)} / {fmt(v.get('train_epot_mean'), 3)}",
-                     fmt(nvt["ms_per_step"], 1)])
+                     epot_check(v), fmt(nvt["ms_per_step"], 1)])
     if rows:
         lines.append("MD:")
-        table(["run", "model", "atoms", "NVT", "T mean (K)", "min distance (Å)", "stable", "NVE",
+        table(["run", "model", "atoms", "NVT", "T mean (K)", "min distance (Å)", "no pair < 0.6 x data min", "NVE",
                "drift (meV/atom/ps)", "p-p (meV/atom)", "NVT Epot mean (eV/atom)", "NVT Epot min",
-               "DFT training min / mean", "ms/step"], rows)
+               "DFT training min / mean", f"Epot >= DFT min - {EPOT_TOLERANCE * 1e3:g} meV/atom", "ms/step"], rows)
     print("\n".join(lines))
 
 
