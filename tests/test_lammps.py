@@ -44,7 +44,7 @@ RC_LJ = 8.5
 DT_LJ, NSTEPS_LJ, EVERY_LJ = 0.004, 100, 20  # ps
 DT_MO, NSTEPS_MO = 0.001, 20
 RANKS = [1, 2]
-MODELS = ["gap", "gap2b", "bpnn"]
+MODELS = ["gap", "gap2b", "bpnn", "bpnn_zbl"]
 
 
 def _bin(name):
@@ -246,7 +246,11 @@ def inputs(tmp_path_factory):
                     distance_2b={"cutoff": 5.0, "delta": 0.1, "theta": 0.5, "n_sparse": 8})
     assert gap2b.model.cutoff == 5.0
     gap2b.save(d / "gap2b_mo.pt")
-    fit_bpnn(frames, epochs=3, lbfgs_steps=0, hidden=(8,), progress=False).save(d / "bpnn_mo.pt")
+    bpnn = fit_bpnn(frames, epochs=3, lbfgs_steps=0, hidden=(8,), progress=False)
+    bpnn.save(d / "bpnn_mo.pt")
+    # the ZBL core repulsion switched on for every nearest-neighbour pair (2.73 Å) across rank boundaries
+    bpnn.model.core_repulsion.set_radii([[2.9]])
+    bpnn.save(d / "bpnn_zbl_mo.pt")
     (d / "corrupt.pt").write_text("not a model\n")
 
     # Ar fcc 256 atoms, triclinic, rattled, 60 K
@@ -276,6 +280,7 @@ def inputs(tmp_path_factory):
     write_data(d / "cluster.data", cluster, [1] * len(cluster), {1: MASS["Mo"]})
 
     refs = {name: _ase_reference(d / f"{name}_mo.pt", mo, v_mo) for name in MODELS}
+    assert abs(refs["bpnn_zbl"][0]["energy"] - refs["bpnn"][0]["energy"]) > 1.0  # the repulsion is on
     refs["gap_sub"] = _ase_static(d / "gap_mo.pt", mo[~t2])
     refs["cluster"] = _ase_static(d / "gap_mo.pt", cluster)
     return {"dir": d, "refs": refs, "t2": t2, "mo": mo}
@@ -428,7 +433,8 @@ def test_lj_matches_lj_cut(run):
 
 @pytest.mark.parametrize("model", MODELS)
 def test_model_matches_ase(run, model):
-    """GAP (SOAP; SOAP + distance_2b) and BPNN through the plugin == ase_mlcalc's calculator, at step 0 and after
+    """GAP (SOAP; SOAP + distance_2b) and BPNN (without and with its ZBL term on) through the plugin ==
+    ase_mlcalc's calculator, at step 0 and after
     20 NVE steps (velocity Verlet in both)."""
     dump, thermo = _load(run, model)
     run = dict(run, n=f"{run['n']} ({model})")
