@@ -45,6 +45,7 @@ import numpy as np
 from numba import prange
 
 from ..species import as_atomic_numbers, symbols
+from .acsf import _pow
 from .base import Descriptor
 from .cutoffs import N2P2_CUTOFF_TYPES, n2p2_cutoff
 
@@ -68,17 +69,7 @@ def n2p2_cutoff_values(r, rc, ctype, alpha):
 @numba.njit(cache=True, inline="always")
 def _powm1(base, zeta, zint):
     """base ** (zeta - 1) for base > 0; exponentiation by squaring when zeta is a small positive integer."""
-    if zint >= 1:
-        n = zint - 1
-        result = 1.0
-        x = base
-        while n > 0:
-            if n & 1:
-                result *= x
-            x *= x
-            n >>= 1
-        return result
-    return base ** (zeta - 1.0)
+    return _pow(base, zeta - 1.0, zint - 1 if zint >= 1 else -1)
 
 
 
