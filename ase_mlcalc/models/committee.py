@@ -47,10 +47,13 @@ class CommitteeModel(AtomisticModel):
         super().__init__(species, max(m.cutoff for m in members))
         self.members = torch.nn.ModuleList(members)
         self.full_list = any(m.full_list for m in members)
-        self.dtypes = tuple(d for d in members[0].dtypes if all(d in m.dtypes for m in members))
         self.register_buffer("uncertainty_scale", torch.ones((), dtype=torch.float64))
         with torch.no_grad():
             self.e0.copy_(torch.stack([m.e0 for m in members]).mean(0))
+
+    @property
+    def dtypes(self):  # the members' (a BPNN's depend on its loaded statistics)
+        return tuple(d for d in self.members[0].dtypes if all(d in m.dtypes for m in self.members))
 
     def hyperparameters(self):
         return {"species": list(self.species),
@@ -75,7 +78,8 @@ class CommitteeModel(AtomisticModel):
 
     def energies_and_outputs(self, graph, outputs=()):
         self.check_outputs(outputs)
-        eps = self.member_energies(graph)
+        per = [m(graph) for m in self.members]  # kept apart: a force pass per member reaches only that member
+        eps = torch.stack(per)
         mean = eps.mean(0)
         if not outputs:
             return mean, {}
@@ -85,7 +89,7 @@ class CommitteeModel(AtomisticModel):
         if "forces_uncertainty" in outputs and graph.edge_vectors.requires_grad:
             forces = []
             for k in range(len(self.members)):
-                f, _, _ = forces_and_virial(graph, eps[k].sum(), create_graph=False, retain_graph=True)
+                f, _, _ = forces_and_virial(graph, per[k].sum(), create_graph=False, retain_graph=True)
                 forces.append(f.detach())
             forces = torch.stack(forces)
             extra["forces_uncertainty"] = (forces.var(0).mean(1).sqrt() * scale).cpu().double().numpy()
