@@ -173,6 +173,16 @@ def test_on_the_fly_with_a_committee(tmp_path):
     assert any(not torch.equal(before[k], after[k]) for k in before)  # the members were trained further
 
 
+def test_on_the_fly_updates_a_given_committee_of_its_own_size(tmp_path):
+    frames = emt_md_frames(3, seed=7)
+    calc = fit_bpnn(frames, committee=3, cutoff=4.5, n_radial=4, n_angular_eta=1, hidden=(8,), epochs=3,
+                    lbfgs_steps=0, progress=False)
+    otf = OnTheFly(calc, EMT(), initial_frames=frames, threshold=1e-9, data=tmp_path / "g.extxyz", progress=False,
+                   update_epochs=2)
+    otf.update(emt_md_frames(1, seed=8)[0])
+    assert len(otf.calculator.model.members) == 3 and len(otf.frames) == 4
+
+
 def test_calibration_report_and_scale(tmp_path):
     frames = labelled_frames(8, ["Ar", "Kr"], seed=31)
     calc = fit_gap(frames[:5], cutoff=4.8, n_max=3, l_max=3, n_sparse=10, progress=False)

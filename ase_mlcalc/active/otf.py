@@ -226,7 +226,7 @@ class OnTheFly:
             self.noise = self.noise_level or 0.05
             self.measure = "forces_uncertainty"
             self.threshold_factor = self.threshold_factor_given or 4.0
-            return "committee", {**BPNN_DEFAULTS, **options}
+            return "committee", {**BPNN_DEFAULTS, **options, "committee": len(m.members)}  # the model's size
         raise ValueError(f"on-the-fly learning needs a GAP or a committee model, got a {m.family} model")
 
     def _set_calculator(self, model):
