@@ -48,7 +48,7 @@ class CalibrationSet:
 
         levels = np.linspace(0.05, 0.95, 19) if levels is None else np.asarray(levels)
         z = norm.ppf(0.5 + levels / 2)
-        return levels, np.array([np.mean(np.abs(self.error) <= k * self.std) for k in z])
+        return levels, np.array([self.within(k) for k in z])
 
 
 @dataclass

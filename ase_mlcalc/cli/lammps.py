@@ -38,12 +38,8 @@ def add_lammps(sub):
 
 
 def _build(args):
-    from ..lammps import build_plugin, plugin_file
+    from ..lammps import build_plugin
 
-    out = plugin_file(args.cache_dir)
-    if out.exists() and not args.force:
-        print(out)
-        return
     print(build_plugin(args.cache_dir, force=args.force, verbose=not args.quiet))
 
 

